@@ -1,0 +1,226 @@
+"""MEMLA: neuron-masked LoRA on the MLP down projections (method.md §2, paper §4.2).
+
+LSE and LIE on the same layer are stored as one peft LoRA adapter whose rank is r_S + r_I:
+[B_S B_I]·[A_S; A_I] = B_S·A_S + B_I·A_I, so the first r_S rows of A carry the language-specific
+mask and the remaining r_I rows the language-independent one. Masking columns of A equals
+masking ΔW (``(B A) ∘ M = B (A ∘ M_cols)``); masked-out entries start at zero and receive no
+gradient, so they stay exactly zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+from peft.tuners.lora import LoraLayer
+
+from ..models import LoadedModel
+from ..neurons import NeuronConfig, NeuronSets, find_neurons
+from ..scoring import answer_logprobs, encode_completion
+from .base import Edit, EditDivergedError, EditError, EditRequest, StepFn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MemlaConfig:
+    """MEMLA hyperparameters; defaults are the authors' (method.md §2)."""
+
+    rank_multiplier: int = 1  # n: rank of an editor in layer l is n·|neurons in l|
+    lr: float = 1e-3
+    max_steps: int = 60
+    stop_loss: float = 0.01
+    stop_p_new: float = 0.96
+    weight_new: float = 2.5  # loss = 2.5·NLL(y_new) + 2.0·P(y_true)
+    weight_true: float = 2.0
+    coefficient: float = 0.5  # c in W ← W + c·(ΔW_S + ΔW_I)
+    use_lse: bool = True  # False = ablation "w/o LSE"
+    use_lie: bool = True  # False = ablation "w/o LIE"
+    mask_lse: bool = True  # False = ablation "w/o LSM"
+    mask_lie: bool = True  # False = ablation "w/o LIM"
+    seed: int = 0
+    neurons: NeuronConfig = field(default_factory=NeuronConfig)
+
+    def __post_init__(self) -> None:
+        if self.rank_multiplier < 1:
+            raise ValueError("MemlaConfig.rank_multiplier (n) must be a positive integer.")
+        if not (self.use_lse or self.use_lie):
+            raise ValueError("MemlaConfig: at least one of use_lse / use_lie must be on.")
+        if self.lr <= 0 or self.max_steps < 1:
+            raise ValueError("MemlaConfig: lr must be > 0 and max_steps ≥ 1.")
+
+    @classmethod
+    def ablation(cls, name: str, **overrides) -> "MemlaConfig":
+        """The paper's Table 5 variants: 'MEMLA', 'w/o LSM', 'w/o LSE', 'w/o LIM', 'w/o LIE'."""
+        switches = {
+            "MEMLA": {}, "w/o LSM": {"mask_lse": False}, "w/o LSE": {"use_lse": False},
+            "w/o LIM": {"mask_lie": False}, "w/o LIE": {"use_lie": False},
+        }
+        if name not in switches:
+            raise ValueError(f"Unknown ablation '{name}'; choose one of {', '.join(switches)}.")
+        return cls(**{**switches[name], **overrides})
+
+
+ABLATIONS = ("MEMLA", "w/o LSM", "w/o LSE", "w/o LIM", "w/o LIE")
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Rows of the LoRA A matrix for one layer: which neurons each editor may read."""
+
+    layer: int
+    specific: tuple[int, ...]  # LSE neurons (empty when LSE is off)
+    independent: tuple[int, ...]
+    rank_specific: int
+    rank_independent: int
+
+    @property
+    def rank(self) -> int:
+        return self.rank_specific + self.rank_independent
+
+
+def plan_layers(neurons: NeuronSets, config: MemlaConfig) -> list[LayerPlan]:
+    specific = NeuronSets.by_layer(neurons.language_specific) if config.use_lse else {}
+    independent = NeuronSets.by_layer(neurons.language_independent) if config.use_lie else {}
+    n = config.rank_multiplier
+    return [
+        LayerPlan(
+            layer,
+            tuple(specific.get(layer, ())),
+            tuple(independent.get(layer, ())),
+            n * len(specific.get(layer, ())),
+            n * len(independent.get(layer, ())),
+        )
+        for layer in sorted(set(specific) | set(independent))
+    ]
+
+
+def row_mask(plan: LayerPlan, width: int, config: MemlaConfig) -> torch.Tensor:
+    """[rank, width] 0/1 mask over the columns of A (the down projection's input neurons)."""
+    mask = torch.zeros(plan.rank, width)
+    for rows, neurons, masked in (
+        (slice(0, plan.rank_specific), plan.specific, config.mask_lse),
+        (slice(plan.rank_specific, plan.rank), plan.independent, config.mask_lie),
+    ):
+        if masked:
+            mask[rows, list(neurons)] = 1.0
+        else:
+            mask[rows] = 1.0
+    return mask
+
+
+class MemlaEditor:
+    name = "memla"
+
+    def __init__(self, config: MemlaConfig = MemlaConfig(), neurons: NeuronSets | None = None):
+        self.config = config
+        self.neurons = neurons  # precomputed sets (the app and the bench runner reuse them)
+
+    def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
+        start = time.perf_counter()
+        cfg = self.config
+        neurons = self.neurons
+        if neurons is None or neurons.fact_id != request.fact.example_id or neurons.source_language != request.source_language:
+            neurons = find_neurons(lm, request.fact, request.source_language, cfg.neurons)
+        plans = plan_layers(neurons, cfg)
+        if not plans:
+            raise EditError(
+                f"No knowledge neurons to edit for fact '{request.fact.example_id}' "
+                f"({request.source_language}): lower NeuronConfig.threshold or enable the other editor."
+            )
+        edit_prompt = request.prompt
+        lang = request.source_language
+        new = encode_completion(lm, edit_prompt.filled(), edit_prompt.target_new, lang)
+        true = (
+            encode_completion(lm, edit_prompt.filled(), edit_prompt.target_true, lang)
+            if edit_prompt.target_true
+            else None
+        )
+        with lm.lock:
+            trace, deltas, lora_state, lora_config = self._train(lm, plans, new, true, on_step)
+        return Edit(
+            method=self.name,
+            fact_id=request.fact.example_id,
+            source_language=lang,
+            weight_deltas=deltas,
+            trace=trace,
+            config=asdict(cfg),
+            seconds=time.perf_counter() - start,
+            details={
+                "neurons": neurons,
+                "layers": [asdict(p) for p in plans],
+                "lora_state": lora_state,
+                "lora_config": lora_config,
+            },
+        )
+
+    def _train(self, lm, plans, new, true, on_step):
+        cfg = self.config
+        names = {lm.adapter.down_proj_name(p.layer): p for p in plans}
+        lora_config = LoraConfig(
+            r=max(p.rank for p in plans),
+            lora_alpha=cfg.coefficient * max(p.rank for p in plans),
+            target_modules=list(names),
+            rank_pattern={name: p.rank for name, p in names.items()},
+            # scaling = alpha / r = c: training sees exactly the update that will be applied.
+            alpha_pattern={name: cfg.coefficient * p.rank for name, p in names.items()},
+            lora_dropout=0.0,
+            bias="none",
+            fan_in_fan_out=lm.adapter.weight_layout == "in_out",
+        )
+        model = lm.model
+        peft_model = get_peft_model(model, lora_config)
+        try:
+            generator = torch.Generator().manual_seed(cfg.seed)
+            params = []
+            for name, plan in names.items():
+                layer = peft_model.base_model.model.get_submodule(name)
+                assert isinstance(layer, LoraLayer)
+                lora_a = layer.lora_A["default"].weight
+                lora_b = layer.lora_B["default"].weight
+                mask = row_mask(plan, lora_a.shape[1], cfg).to(lora_a.device, lora_a.dtype)
+                with torch.no_grad():
+                    # Authors' init: A ~ N(0, 1), B = 0 (so the edit starts as a no-op).
+                    lora_a.copy_(torch.randn(lora_a.shape, generator=generator).to(lora_a) * mask)
+                    lora_b.zero_()
+                lora_a.register_hook(lambda grad, mask=mask: grad * mask)
+                params += [lora_a, lora_b]
+            optimiser = torch.optim.Adam(params, lr=cfg.lr)
+            trace: list[dict[str, float]] = []
+            items = [new] if true is None else [new, true]
+            for step in range(cfg.max_steps + 1):
+                logprobs = answer_logprobs(lm, items, grad=True)
+                nll_new = -logprobs[0].sum()
+                p_true = logprobs[1].sum().exp() if true is not None else torch.zeros(())
+                loss = cfg.weight_new * nll_new + cfg.weight_true * p_true
+                record = {
+                    "step": step,
+                    "loss": loss.item(),
+                    "p_new": torch.exp(-nll_new).item(),
+                    "p_true": p_true.item() if true is not None else math.nan,
+                }
+                trace.append(record)
+                if on_step:
+                    on_step(record)
+                if not torch.isfinite(loss):
+                    raise EditDivergedError(f"MEMLA loss became {record['loss']} at step {step}; edit rolled back.", trace)
+                if loss.item() < cfg.stop_loss or record["p_new"] > cfg.stop_p_new or step == cfg.max_steps:
+                    break
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            deltas = {}
+            for name in names:
+                layer = peft_model.base_model.model.get_submodule(name)
+                deltas[f"{name}.base_layer.weight"] = layer.get_delta_weight("default").detach().clone()
+            state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+        finally:
+            peft_model.unload()  # puts the original modules back; base weights were frozen
+        for param in model.parameters():
+            param.requires_grad_(False)
+        deltas = {key.replace(".base_layer.weight", ".weight"): value for key, value in deltas.items()}
+        return trace, deltas, state, lora_config

@@ -1,0 +1,159 @@
+"""Batched model queries shared by neurons, editors and evaluation.
+
+Vocabularies of multilingual models are huge (Gemma 3: 262k tokens), so logits are computed
+only at the positions that predict answer tokens instead of materialising batch×length×vocab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from transformers import GenerationConfig
+
+from .data.schema import UNSPACED_LANGUAGES
+from .models import LoadedModel
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A prompt and the answer tokens that should follow it."""
+
+    prompt_ids: tuple[int, ...]
+    answer_ids: tuple[int, ...]
+
+
+def joiner(prompt: str, lang: str) -> str:
+    """What separates a cloze prompt from its answer: nothing in unspaced scripts."""
+    if lang in UNSPACED_LANGUAGES or not prompt or prompt[-1].isspace():
+        return ""
+    return " "
+
+
+def encode_prompt(lm: LoadedModel, prompt: str) -> list[int]:
+    return lm.tokenizer(prompt)["input_ids"]
+
+
+def encode_completion(lm: LoadedModel, prompt: str, answer: str, lang: str) -> Completion:
+    """Token ids of ``prompt`` and of ``answer`` as the model would continue it.
+
+    Encoding prompt+answer together keeps the tokenizer's own word-boundary handling; when the
+    boundary merges across prompt and answer, the answer is encoded alone instead.
+    """
+    tok = lm.tokenizer
+    prompt_ids = tok(prompt)["input_ids"]
+    full = tok(prompt + joiner(prompt, lang) + answer)["input_ids"]
+    if full[: len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
+        answer_ids = full[len(prompt_ids) :]
+    else:
+        answer_ids = tok(joiner(prompt, lang) + answer, add_special_tokens=False)["input_ids"]
+    if not answer_ids:
+        raise ValueError(f"Answer '{answer}' encodes to no tokens with this tokenizer.")
+    return Completion(tuple(prompt_ids), tuple(answer_ids))
+
+
+def project_to_logits(lm: LoadedModel, hidden: torch.Tensor) -> torch.Tensor:
+    """Final hidden states -> logits, as the model's LM head does (incl. Gemma's soft-capping)."""
+    logits = lm.model.get_output_embeddings()(hidden)
+    cap = getattr(lm.model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def answer_logprobs(
+    lm: LoadedModel, items: Sequence[Completion], batch_size: int = 32, grad: bool = False
+) -> list[torch.Tensor]:
+    """Teacher-forced log-probabilities of each answer token, one tensor per item.
+
+    With ``grad=True`` the result stays differentiable (editors train through it).
+    """
+    results: list[torch.Tensor] = []
+    for start in range(0, len(items), batch_size):
+        results.extend(_answer_logprobs_batch(lm, items[start : start + batch_size], grad))
+    return results
+
+
+def _answer_logprobs_batch(lm: LoadedModel, items: Sequence[Completion], grad: bool) -> list[torch.Tensor]:
+    device = lm.device
+    input_ids, mask = _teacher_forcing_batch(lm, items)
+    rows, cols, targets, owners = [], [], [], []
+    for r, it in enumerate(items):
+        first = len(it.prompt_ids) - 1
+        for k, target in enumerate(it.answer_ids):
+            rows.append(r)
+            cols.append(first + k)
+            targets.append(target)
+            owners.append(r)
+    with torch.set_grad_enabled(grad):
+        hidden = lm.model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
+        logprobs = torch.log_softmax(project_to_logits(lm, picked).float(), dim=-1)
+        chosen = logprobs[torch.arange(len(targets), device=device), torch.tensor(targets, device=device)]
+    out: list[list[torch.Tensor]] = [[] for _ in items]
+    for value, owner in zip(chosen, owners):
+        out[owner].append(value)
+    return [torch.stack(v) for v in out]
+
+
+def _teacher_forcing_batch(lm: LoadedModel, items: Sequence[Completion]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt+answer (minus its last token), right-padded: real tokens never attend to pads."""
+    seqs = [list(it.prompt_ids) + list(it.answer_ids[:-1]) for it in items]
+    width = max(len(s) for s in seqs)
+    pad = lm.tokenizer.pad_token_id or 0
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=lm.device)
+    mask = torch.zeros_like(input_ids)
+    for r, seq in enumerate(seqs):
+        input_ids[r, : len(seq)] = torch.tensor(seq, device=lm.device)
+        mask[r, : len(seq)] = 1
+    return input_ids, mask
+
+
+def answer_token_hits(lm: LoadedModel, items: Sequence[Completion], batch_size: int = 32) -> list[list[bool]]:
+    """For each answer token: is it the model's argmax, teacher-forced (zsRE's accuracy)."""
+    hits: list[list[bool]] = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        device = lm.device
+        input_ids, mask = _teacher_forcing_batch(lm, chunk)
+        with torch.no_grad():
+            hidden = lm.model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            for r, it in enumerate(chunk):
+                first = len(it.prompt_ids) - 1
+                pos = torch.arange(first, first + len(it.answer_ids), device=device)
+                pred = project_to_logits(lm, hidden[r, pos]).argmax(-1).tolist()
+                hits.append([p == t for p, t in zip(pred, it.answer_ids)])
+    return hits
+
+
+def greedy_generate(
+    lm: LoadedModel, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int], batch_size: int = 32
+) -> list[list[int]]:
+    """Greedy continuation of each prompt (token ids), ``max_new_tokens[i]`` tokens for row i."""
+    out: list[list[int]] = []
+    tok = lm.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        lengths = max_new_tokens[start : start + batch_size]
+        # Exactly max(lengths) tokens: NS/QS compare as many tokens as the answer has.
+        config = GenerationConfig(
+            do_sample=False, pad_token_id=pad, max_new_tokens=max(lengths), min_new_tokens=max(lengths)
+        )
+        width = max(len(p) for p in chunk)
+        device = lm.device
+        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long, device=device)
+        mask = torch.zeros_like(input_ids)
+        for r, ids in enumerate(chunk):
+            input_ids[r, width - len(ids) :] = torch.tensor(list(ids), device=device)  # left padding
+            mask[r, width - len(ids) :] = 1
+        with torch.no_grad():
+            generated = lm.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                generation_config=config,
+            )
+        for r, n in enumerate(lengths):
+            out.append(generated[r, width : width + n].tolist())
+    return out
