@@ -128,15 +128,23 @@ class NeuronSets:
 
 
 @contextmanager
-def _patch_down_proj_inputs(lm: LoadedModel, patch: Callable[[int, torch.Tensor], torch.Tensor]) -> Iterator[None]:
-    """Temporarily replace each layer's down-projection input by ``patch(layer, x)``."""
+def _patch_down_proj_inputs(
+    lm: LoadedModel, patch: Callable[[int, torch.Tensor], torch.Tensor], batch: int
+) -> Iterator[None]:
+    """Temporarily replace each layer's down-projection input by ``patch(layer, x)``.
+
+    ``x`` is always [batch, positions, neurons]; some models (OPT) flatten it to
+    [batch·positions, neurons] before the MLP, which is undone here.
+    """
     handles = []
     try:
         for layer in range(lm.num_layers):
             module = lm.adapter.down_proj_module(lm.model, layer)
 
             def hook(_module, args, layer=layer):
-                return (patch(layer, args[0]), *args[1:])
+                x = args[0]
+                shaped = x.view(batch, -1, x.shape[-1]) if x.dim() == 2 else x
+                return (patch(layer, shaped).reshape(x.shape), *args[1:])
 
             handles.append(module.register_forward_pre_hook(hook))
         yield
@@ -158,7 +166,7 @@ def last_position_activations(lm: LoadedModel, input_ids: torch.Tensor, mask: to
         captured[layer] = x[rows, last].detach().float()
         return x
 
-    with torch.no_grad(), _patch_down_proj_inputs(lm, keep):
+    with torch.no_grad(), _patch_down_proj_inputs(lm, keep, input_ids.shape[0]):
         lm.model(input_ids=input_ids, attention_mask=mask)
     return torch.stack([captured[l] for l in range(lm.num_layers)], dim=1)
 
@@ -230,7 +238,7 @@ def attribute_last_token(lm: LoadedModel, ids: list[int], target: int, config: N
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(chunk))
         inputs = torch.full((len(chunk), 1), last_token, dtype=torch.long, device=device)
-        with torch.enable_grad(), _patch_down_proj_inputs(lm, patch):
+        with torch.enable_grad(), _patch_down_proj_inputs(lm, patch, len(chunk)):
             logits = lm.model(input_ids=inputs, past_key_values=cache, use_cache=cache is not None).logits[:, -1]
             prob = _target_prob(logits, target).sum()
             layers = sorted(leaves)
@@ -259,7 +267,7 @@ def attribute_naive(lm: LoadedModel, ids: list[int], target: int, config: Neuron
 
         def forward(point: torch.Tensor) -> torch.Tensor:
             current["point"] = point
-            with _patch_down_proj_inputs(lm, patch):
+            with _patch_down_proj_inputs(lm, patch, point.shape[0]):
                 logits = lm.model(input_ids=input_ids.expand(point.shape[0], -1)).logits[:, -1]
             return _target_prob(logits, target)
 
