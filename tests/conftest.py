@@ -110,7 +110,8 @@ def bundled():
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    """Each test gets its own MEMLA_CACHE (the real default model keeps the user's cache)."""
-    if "MEMLA_CACHE" not in os.environ or os.environ.get("MEMLA_TEST_ISOLATE_CACHE", "1") == "1":
+def _isolated_cache(request, tmp_path, monkeypatch):
+    """Unit tests get a private MEMLA_CACHE; integration tests use the real one (CI points it
+    at a fresh folder, so the default model's one-time conversion is exercised there)."""
+    if request.node.get_closest_marker("integration") is None:
         monkeypatch.setenv("MEMLA_CACHE", str(tmp_path / "cache"))

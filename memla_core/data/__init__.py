@@ -8,6 +8,7 @@ from .schema import (
     EditPrompt,
     Fact,
     FactInLanguage,
+    FactNotFoundError,
     MissingLanguageError,
 )
 from .bundled import BUNDLED_DATASET_PATH, load_bundled
@@ -21,6 +22,7 @@ __all__ = [
     "LANGUAGE_NAMES",
     "MKEBDataset",
     "MKEB_LANGUAGES",
+    "FactNotFoundError",
     "MissingLanguageError",
     "UNSPACED_LANGUAGES",
     "fact_to_record",

@@ -16,7 +16,7 @@ from typing import IO, Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
-from .schema import EditPrompt, Fact, FactInLanguage, MKEB_LANGUAGES
+from .schema import EditPrompt, Fact, FactInLanguage, FactNotFoundError, MKEB_LANGUAGES
 
 _LIST_FIELDS = ("paraphrase_prompts", "neighborhood_prompts", "neighborhood_answers", "multi_hop_questions")
 
@@ -50,7 +50,7 @@ class MKEBDataset:
         key = str(example_id)
         if key not in self._by_id:
             sample = ", ".join(list(self._by_id)[:5])
-            raise KeyError(f"No fact with id '{key}' in {self.name} (ids look like: {sample}).")
+            raise FactNotFoundError(f"No fact with id '{key}' in {self.name} (ids look like: {sample}).")
         return self._by_id[key]
 
     @property

@@ -18,9 +18,17 @@ LANGUAGE_NAMES: dict[str, str] = {
 UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th"})
 
 
-class MissingLanguageError(KeyError):
+class NotFoundError(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly
         return str(self.args[0])
+
+
+class MissingLanguageError(NotFoundError):
+    """A fact asked for in a language it does not have."""
+
+
+class FactNotFoundError(NotFoundError):
+    """A fact id that is not in the dataset."""
 
 
 @dataclass(frozen=True)

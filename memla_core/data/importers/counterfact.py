@@ -7,7 +7,8 @@ Input: a JSON list of ``{"case_id", "requested_rewrite": {"prompt", "subject", "
 CounterFact's neighborhood prompts carry no answers of their own: they are other subjects that
 share the edited fact's *true* object (e.g. other people whose mother tongue is French), so each
 neighborhood answer is the record's ``target_true``. ``generation_prompts`` (for fluency and
-consistency tests) have no MKEB counterpart and are not imported.
+consistency tests) and ``attribute_prompts`` (other subjects holding ``target_new``) have no MKEB
+counterpart and are not imported.
 """
 
 from __future__ import annotations
@@ -47,13 +48,19 @@ def import_counterfact(path: str | Path) -> MKEBDataset:
         notes.append(f"{counts['no_neighborhood']} records without neighborhood prompts.")
     if counts["generation"]:
         notes.append(f"{counts['generation']} generation prompts not imported (MKEB has no such field).")
+    if counts["attribute"]:
+        notes.append(
+            f"{counts['attribute']} attribute prompts not imported (other subjects that hold target_new; "
+            "MKEB has no such field)."
+        )
     return validated(records, f"CounterFact ({path.name})", notes)
 
 
 def _convert(raw: Any, index: int, problems: list[str], counts: Counter[str]) -> dict | None:
     if not isinstance(raw, dict):
-        problems.append(f"record #{index}: expected an object with 'case_id' and 'requested_rewrite', "
-                        f"got {type(raw).__name__}")
+        problems.append(
+            f"record #{index}: expected an object with 'case_id' and 'requested_rewrite', got {type(raw).__name__}"
+        )
         return None
     if "case_id" not in raw:
         problems.append(f"record #{index}: missing 'case_id'")
@@ -63,7 +70,9 @@ def _convert(raw: Any, index: int, problems: list[str], counts: Counter[str]) ->
     start = len(problems)
     rewrite = raw.get("requested_rewrite")
     if not isinstance(rewrite, dict):
-        problems.append(f"{where}/requested_rewrite: expected an object with prompt, subject, target_true, target_new")
+        problems.append(
+            f"{where}/requested_rewrite: expected an object with prompt, subject, target_true, target_new"
+        )
         return None
     at = f"{where}/requested_rewrite"
     prompt = string_field(rewrite, "prompt", at, problems)
@@ -79,6 +88,7 @@ def _convert(raw: Any, index: int, problems: list[str], counts: Counter[str]) ->
     paraphrases = string_list_field(raw, "paraphrase_prompts", where, problems)
     neighbors = string_list_field(raw, "neighborhood_prompts", where, problems)
     generation = string_list_field(raw, "generation_prompts", where, problems)
+    attribute = string_list_field(raw, "attribute_prompts", where, problems)
     if prompt is not None and "{}" not in prompt:
         problems.append(f"{at}.prompt: has no '{{}}' for the subject (CounterFact prompts always do)")
     if len(problems) > start:
@@ -87,8 +97,9 @@ def _convert(raw: Any, index: int, problems: list[str], counts: Counter[str]) ->
     true = (targets["target_true"] or "").strip()
     counts["neighborhood"] += len(neighbors)
     counts["generation"] += len(generation)
-    counts["no_paraphrase"] += not paraphrases
-    counts["no_neighborhood"] += not neighbors
+    counts["attribute"] += len(attribute)
+    counts["no_paraphrase"] += int(not paraphrases)
+    counts["no_neighborhood"] += int(not neighbors)
     return {
         "example_id": f"counterfact-{case_id}",
         "relation": relation,

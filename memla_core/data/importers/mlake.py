@@ -100,13 +100,16 @@ def import_mlake(path: str | Path) -> MKEBDataset:
     source = f"MLaKE folder {root}"
     fallbacks = _Fallbacks()
     problems: list[str] = []
-    single: dict[str, list[dict[str, Any] | None]] = {}
+    parsed: dict[str, list[dict[str, Any] | None]] = {}
     for file in _qa_files(root / "single_hop", prefix=""):
         iso = _iso(file.name[: -len(_SUFFIX)], fallbacks)
         rows = read_json_list(file, source, "single-hop questions")
-        single[iso] = [_single_hop(row, f"single_hop/{file.name} record #{i}", problems) for i, row in enumerate(rows)]
+        parsed[iso] = [
+            _single_hop(row, f"single_hop/{file.name} record #{i}", problems) for i, row in enumerate(rows)
+        ]
     if problems:
         raise DatasetError(problems, source=source)
+    single = {iso: [row for row in rows if row is not None] for iso, rows in parsed.items()}
     lengths = {iso: len(rows) for iso, rows in single.items()}
     if len(set(lengths.values())) > 1:
         counts = ", ".join(f"{iso} {n}" for iso, n in lengths.items())
@@ -150,8 +153,6 @@ def _qa_files(folder: Path, prefix: str, required: bool = True) -> list[Path]:
     """``<prefix><lang>_qa.json`` files of ``folder`` or of its upstream ``qa/`` subfolder."""
     for candidate in (folder, folder / "qa"):
         files = sorted(candidate.glob(f"{prefix}*{_SUFFIX}")) if candidate.is_dir() else []
-        if prefix == "":  # new_/old_ multi-hop names never belong in single_hop/, but be safe
-            files = [f for f in files if not f.name.startswith(("new_", "old_"))]
         if files:
             return files
     if required:
@@ -174,7 +175,9 @@ def _single_hop(row: Any, where: str, problems: list[str]) -> dict[str, Any] | N
         problems.append(f"{where}: expected an object with question, o_answer, e_answer, got {type(row).__name__}")
         return None
     start = len(problems)
-    values: dict[str, Any] = {key: string_field(row, key, where, problems) for key in ("question", "o_answer", "e_answer")}
+    values: dict[str, Any] = {
+        key: string_field(row, key, where, problems) for key in ("question", "o_answer", "e_answer")
+    }
     values["e_prompt"] = string_field(row, "e_prompt", where, problems, required=False) or ""
     string_field(row, "o_prompt", where, problems, required=False)
     for key in ("o_answer_aliases", "e_answer_aliases"):
@@ -184,10 +187,10 @@ def _single_hop(row: Any, where: str, problems: list[str]) -> dict[str, Any] | N
     return {key: value.strip() if isinstance(value, str) else value for key, value in values.items()}
 
 
-def _by_e_prompt(rows: list[dict[str, Any] | None]) -> dict[str, int]:
+def _by_e_prompt(rows: list[dict[str, Any]]) -> dict[str, int]:
     index: dict[str, int] = {}
     for position, row in enumerate(rows):
-        if row is not None and row["e_prompt"]:
+        if row["e_prompt"]:
             index.setdefault(row["e_prompt"], position)
     return index
 
@@ -195,7 +198,7 @@ def _by_e_prompt(rows: list[dict[str, Any] | None]) -> dict[str, int]:
 def _multi_hop(
     file: Path,
     iso: str,
-    single: dict[str, list[dict[str, Any] | None]],
+    single: dict[str, list[dict[str, Any]]],
     source: str,
     problems: list[str],
     fallbacks: _Fallbacks,
@@ -207,10 +210,14 @@ def _multi_hop(
     for number, row in enumerate(read_json_list(file, source, "multi-hop questions")):
         where = f"multi_hop/{file.name} record #{number}"
         if not isinstance(row, dict):
-            problems.append(f"{where}: expected an object with question, e_prompt, e_answer, got {type(row).__name__}")
+            problems.append(
+                f"{where}: expected an object with question, e_prompt, e_answer, got {type(row).__name__}"
+            )
             continue
         start = len(problems)
-        question, e_prompt, answer = (string_field(row, key, where, problems) for key in ("question", "e_prompt", "e_answer"))
+        question, e_prompt, answer = (
+            string_field(row, key, where, problems) for key in ("question", "e_prompt", "e_answer")
+        )
         if len(problems) > start or question is None or e_prompt is None or answer is None:
             continue
         question, e_prompt, answer = question.strip(), e_prompt.strip(), answer.strip()
@@ -235,7 +242,7 @@ def _multi_hop(
 
 def _record(
     index: int,
-    single: dict[str, list[dict[str, Any] | None]],
+    single: dict[str, list[dict[str, Any]]],
     hops: dict[str, dict[int, tuple[list[str], str]]],
     fallbacks: _Fallbacks,
 ) -> dict[str, Any] | None:
@@ -249,7 +256,6 @@ def _record(
     }
     for iso, rows in single.items():
         row = rows[index]
-        assert row is not None  # rows with problems raised before records are built
         empty = [key for key in ("question", "e_answer") if not row[key]]
         if empty:
             fallbacks.skipped_blocks.append(f"{index}/{iso} (empty {', '.join(empty)})")
@@ -277,4 +283,6 @@ def _record(
     if not record["edit"]:
         fallbacks.dropped_records.append(str(index))
         return None
+    if not record["metadata"]["aliases"]:
+        del record["metadata"]["aliases"]
     return record
