@@ -13,7 +13,7 @@ import pandas as pd
 from ..editing import ABLATIONS, EditRequest, MemlaConfig, method_spec
 from ..editing.registry import METHODS, config_fields
 from ..evaluation import METRICS, evaluate
-from ..metrics import transferability
+from ..neurons import find_neurons
 from .common import add_dataset_args, add_model_args, load_dataset_arg, load_model_arg, parse_languages
 from .neurons import add_neuron_args, neuron_config
 from .progress import step_bar
@@ -81,10 +81,17 @@ def run(args: argparse.Namespace) -> int:
     fact = dataset.get(args.fact)
     fact.in_language(args.source_lang)
     languages = parse_languages(args.langs, fact)
+    spec = method_spec(args.method)  # every argument is checked before the model loads
     lm = load_model_arg(args)
-    spec = method_spec(args.method)
     config = method_config(args, lm)
-    editor = spec.editor_cls(config)
+    if spec.name == "memla":
+        with step_bar("knowledge neurons (integrated gradients)", unit="prompt") as progress:
+            neurons = find_neurons(
+                lm, fact, args.source_lang, config.neurons, cache=False if args.no_cache else None, progress=progress
+            )
+        editor = spec.editor_cls(config, neurons=neurons)
+    else:
+        editor = spec.editor_cls(config)
     before = evaluate(lm, fact, languages, source_language=args.source_lang)
     with step_bar(f"{spec.title} edit", unit="step") as progress:
         edit = editor.compute(
@@ -97,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
     table = comparison_table(before.summary, after.summary)
     print(f"{spec.title} edit of {fact.label}, written in {args.source_lang}; "
           f"{len(edit.trace)} steps, {edit.seconds:.1f} s")
+    shown = table.drop(columns=[f"{m}_before" for m in METRICS])
+    formats = {c: (lambda v: f"{v:.3g}") for c in shown.columns if c.startswith("P(")}
+    formats.update({m: (lambda v: f"{v:.1f}") for m in METRICS})
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 24):
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+        print(shown.to_string(index=False, formatters=formats))
     avg = after.transferability()
     print(f"{args.source_lang}-avg: " + "  ".join(f"{m} {avg[m]:.1f}" for m in METRICS if not math.isnan(avg[m])))
     if args.out:
