@@ -1,0 +1,71 @@
+"""Seconds per MEMLA edit and per 12-language evaluation, against unbatched evaluation.
+
+Neurons are computed first (disk-cached) so the edit time is the LoRA training alone. The
+baseline is the same evaluation done one query at a time (one forward pass per prompt, one
+``generate`` per neighbourhood prompt), which shows what batching buys on this machine.
+
+    python benchmarks/edit_speed.py [--facts 3] [--model gemma3-270m]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from memla_core.data import load_bundled
+from memla_core.editing import EditRequest, MemlaConfig, MemlaEditor
+from memla_core.evaluation import evaluate
+from memla_core.models import load_model
+from memla_core.neurons import find_neurons
+from memla_core.scoring import answer_logprobs, encode_completion, encode_prompt, greedy_generate
+
+
+def unbatched_evaluation(lm, fact) -> None:
+    """Every query on its own: the baseline the batched evaluation is compared with."""
+    for lang in fact.language_codes:
+        block = fact.in_language(lang)
+        e = block.edit
+        for prompt in (e.filled(), *block.paraphrase_prompts):
+            for target in (e.target_new, e.target_true):
+                answer_logprobs(lm, [encode_completion(lm, prompt, target, lang)])
+        decodes = list(zip(block.neighborhood_prompts, block.neighborhood_answers))
+        decodes += [(q, block.multi_hop_new_answer) for q in block.multi_hop_questions]
+        decodes.append((e.filled(), e.target_new))
+        for prompt, answer in decodes:
+            n = len(encode_completion(lm, prompt, answer, lang).answer_ids)
+            greedy_generate(lm, [encode_prompt(lm, prompt)], [n])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gemma3-270m")
+    parser.add_argument("--facts", type=int, default=3)
+    args = parser.parse_args()
+    lm = load_model(args.model)
+    facts = load_bundled().facts[: args.facts]
+    print(f"{'fact':32} {'neurons s':>9} {'edit s':>7} {'steps':>5} {'eval12 s':>8} {'unbatched s':>11} {'ratio':>6} {'en ES':>5}")
+    sums = {"edit": 0.0, "eval": 0.0, "slow": 0.0}
+    for fact in facts:
+        t0 = time.perf_counter()
+        neurons = find_neurons(lm, fact, "en")
+        t1 = time.perf_counter()
+        edit = MemlaEditor(MemlaConfig(), neurons=neurons).compute(lm, EditRequest(fact, "en"))
+        t2 = time.perf_counter()
+        with edit.applied(lm):
+            report = evaluate(lm, fact, edit=edit)
+            t3 = time.perf_counter()
+            unbatched_evaluation(lm, fact)
+            t4 = time.perf_counter()
+        sums["edit"] += t2 - t1
+        sums["eval"] += t3 - t2
+        sums["slow"] += t4 - t3
+        es = report.summary.set_index("target_lang").loc["en", "ES"]
+        print(f"{fact.example_id:32} {t1 - t0:9.1f} {t2 - t1:7.1f} {len(edit.trace):5d} {t3 - t2:8.1f} {t4 - t3:11.1f} "
+              f"{(t4 - t3) / (t3 - t2):6.1f} {es:5.0f}")
+    n = len(facts)
+    print(f"mean: {sums['edit'] / n:.1f} s per edit, {sums['eval'] / n:.1f} s per 12-language evaluation "
+          f"({sums['slow'] / sums['eval']:.1f}× faster than unbatched)")
+
+
+if __name__ == "__main__":
+    main()
