@@ -7,9 +7,9 @@ import logging
 import sys
 from typing import Sequence
 
-from . import edit, facts, importing, neurons
+from . import bench, edit, facts, importing, neurons
 
-COMMANDS = (facts, neurons, edit, importing)
+COMMANDS = (facts, neurons, edit, importing, bench)
 
 
 class CLIError(Exception):

@@ -1,0 +1,52 @@
+"""The paper's reported numbers (Xie et al., 2024; mGPT 1.3B), shipped in ``assets/paper/``.
+
+See ``assets/paper``'s source notes (``shared/data/paper/NOTES.md``) for how the OCR was read and
+which cells are uncertain. All values are percentages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from ..paths import ASSETS_DIR
+
+PAPER_DIR = ASSETS_DIR / "paper"
+
+PAPER_TARGET_ORDER: tuple[str, ...] = ("en", "zh", "fr", "de", "it", "es", "pt", "pl", "ru", "ja", "ko", "th")
+"""Column order of Tables 3 and 4 (Table 4 uses the same order with zh as source)."""
+PAPER_METHOD_ORDER: tuple[str, ...] = ("IKE", "FT", "ROME", "MEND", "PMET", "MEMIT", "MEMLA")
+"""Row order of Tables 3 and 4."""
+PAPER_TABLE_OF_SOURCE: dict[str, int] = {"en": 3, "zh": 4}
+"""Table 3 edits in English, Table 4 in Chinese."""
+
+
+@dataclass(frozen=True)
+class PaperTables:
+    main: pd.DataFrame  # Tables 3/4: table, metric, method, source_lang, target_lang, value
+    ablation: pd.DataFrame  # Table 5: variant, setting, metric, value
+    multihop: pd.DataFrame  # Table 6: method, setting, value
+    prompt_lengths: pd.DataFrame  # Table 1: language, prompt_type, avg_length
+
+
+def load_paper_tables(root: Path | None = None) -> PaperTables:
+    """The four paper tables as DataFrames (read once per process for the default folder)."""
+    return _load(str(root or PAPER_DIR))
+
+
+@lru_cache(maxsize=4)
+def _load(root: str) -> PaperTables:
+    folder = Path(root)
+    names = ("main_results.csv", "ablation.csv", "multihop.csv", "prompt_lengths.csv")
+    missing = [name for name in names if not (folder / name).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"Paper tables {', '.join(missing)} are missing from {folder}; reinstall memla or copy them "
+            "from shared/data/paper/."
+        )
+    frames = [pd.read_csv(folder / name, keep_default_na=False, na_values=[""]) for name in names]
+    frames[0]["table"] = frames[0]["table"].astype("Int64")
+    return PaperTables(*frames)

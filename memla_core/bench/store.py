@@ -1,0 +1,154 @@
+"""The results file: one tidy CSV row per (fact, method, source, target), appended group by group.
+
+Appending and flushing after every (fact, method, source) group means an interrupted run loses at
+most the group in flight; a run that starts again reads the file and skips finished groups. Each
+row is one line (answers and errors are flattened), so a line cut off by a crash is recognisable
+and dropped. Parallel processes write their own ``<out>.part<i>.csv``, merged by the main process.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]  # (fact_id, method, source_lang): the unit that is edited and resumed
+
+KEY_COLUMNS: tuple[str, ...] = ("fact_id", "method", "source_lang")
+METRIC_COLUMNS: tuple[str, ...] = ("ES", "PS", "NS", "QS")
+TIMING_COLUMNS: tuple[str, ...] = ("seconds_neurons", "seconds_edit", "seconds_eval")
+RESULT_COLUMNS: tuple[str, ...] = (
+    *KEY_COLUMNS,
+    "target_lang",
+    *METRIC_COLUMNS,
+    "es_definition",
+    "p_new",
+    "p_true",
+    "answer",
+    "edit_steps",
+    *TIMING_COLUMNS,
+    "error",
+    "model",
+    "seed",
+    "settings",
+)
+STRING_COLUMNS: tuple[str, ...] = (
+    *KEY_COLUMNS, "target_lang", "es_definition", "answer", "error", "model", "settings",
+)
+
+
+def one_line(text: object) -> str:
+    """Newlines would break the one-row-per-line property that crash recovery relies on."""
+    return " ".join(str(text).split()) if text is not None else ""
+
+
+def empty_results() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=str if c in STRING_COLUMNS else float) for c in RESULT_COLUMNS})
+
+
+def rows_frame(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows), columns=list(RESULT_COLUMNS))
+    for column in STRING_COLUMNS:
+        frame[column] = frame[column].map(one_line)
+    return frame
+
+
+def part_path(out: Path, index: int) -> Path:
+    """``results.csv`` -> ``results.part3.csv``: the file process 3 appends to."""
+    return out.with_name(f"{out.stem}.part{index}{out.suffix}")
+
+
+def part_paths(out: Path) -> list[Path]:
+    pattern = re.compile(re.escape(out.stem) + r"\.part(\d+)" + re.escape(out.suffix) + "$")
+    found = [p for p in out.parent.glob(f"{out.stem}.part*{out.suffix}") if pattern.match(p.name)]
+    return sorted(found, key=lambda p: int(pattern.match(p.name).group(1)))
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    """Rows of a results file (empty when absent), without a last line cut off by a crash."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return empty_results()
+    text = path.read_text(encoding="utf-8")
+    if not text.endswith("\n"):
+        log.warning("%s ends in a cut-off line (interrupted write); it is dropped.", path)
+        text = text[: text.rfind("\n") + 1]
+    if not text.strip():
+        return empty_results()
+    frame = pd.read_csv(
+        io.StringIO(text), dtype={c: str for c in STRING_COLUMNS}, keep_default_na=False, na_values=[""]
+    )
+    missing = [c for c in KEY_COLUMNS + ("target_lang",) if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{path} is not a memla bench results file (no column {', '.join(missing)}); "
+            "choose another --out or delete it."
+        )
+    for column in RESULT_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = "" if column in STRING_COLUMNS else float("nan")
+    for column in STRING_COLUMNS:
+        frame[column] = frame[column].fillna("")
+    return frame[list(RESULT_COLUMNS)]
+
+
+def append_rows(path: Path, rows: Iterable[Mapping[str, object]]) -> None:
+    """Append rows and force them to disk: after this returns, a crash cannot lose them."""
+    frame = rows_frame(rows)
+    if frame.empty:
+        return
+    path = Path(path)
+    header = not path.exists() or path.stat().st_size == 0
+    text = frame.to_csv(index=False, header=header, lineterminator="\n")
+    with open(path, "a", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_results(path: Path, frame: pd.DataFrame) -> None:
+    """Replace a results file atomically (a crash leaves the old or the new file, never half)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    out = frame.reindex(columns=list(RESULT_COLUMNS))
+    out.to_csv(tmp, index=False, lineterminator="\n")
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def read_all(out: Path) -> pd.DataFrame:
+    """The results file and any part files left by parallel processes, duplicates removed."""
+    frames = [read_results(p) for p in [out, *part_paths(out)]]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return empty_results()
+    merged = pd.concat(frames, ignore_index=True)
+    return merged.drop_duplicates(subset=[*KEY_COLUMNS, "target_lang"], keep="first").reset_index(drop=True)
+
+
+def incomplete_keys(frame: pd.DataFrame, expected: Mapping[Key, frozenset[str]]) -> set[Key]:
+    """Groups this run expects whose rows miss some target language (written only in part)."""
+    present: dict[Key, set[str]] = {}
+    for key, target in zip(frame[list(KEY_COLUMNS)].itertuples(index=False, name=None), frame["target_lang"]):
+        present.setdefault(tuple(key), set()).add(target)
+    return {key for key, targets in present.items() if key in expected and not expected[key] <= targets}
+
+
+def completed_keys(frame: pd.DataFrame, expected: Mapping[Key, frozenset[str]]) -> set[Key]:
+    keys = set(frame[list(KEY_COLUMNS)].itertuples(index=False, name=None))
+    return {k for k in keys if k in expected} - incomplete_keys(frame, expected)
+
+
+def drop_keys(frame: pd.DataFrame, keys: set[Key]) -> pd.DataFrame:
+    if not keys:
+        return frame
+    mask = [tuple(k) not in keys for k in frame[list(KEY_COLUMNS)].itertuples(index=False, name=None)]
+    return frame[mask].reset_index(drop=True)

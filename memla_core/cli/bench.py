@@ -1,0 +1,206 @@
+"""``memla bench``: run editing methods over MKEB facts and print the paper-shaped tables.
+
+Runs alone or as several processes under ``accelerate launch`` (docs/benchmarks.md); results are
+appended to ``--out`` as they come, and a second invocation resumes where the first stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ..bench import BenchConfig, ablation_methods, load_paper_tables, run_bench
+from ..bench.config import canonical_method
+from ..bench.summaries import (
+    ablation_table,
+    ablation_table_wide,
+    compare_with_paper,
+    coverage,
+    format_table,
+    main_table,
+    main_table_wide,
+    multihop_table,
+    multihop_table_wide,
+    write_summaries,
+)
+from ..editing.memla import ABLATIONS
+from ..editing.registry import METHODS
+from ..models import ModelSpec
+from .common import add_dataset_args, add_model_args
+
+
+EDIT_STEP_FIELDS = ("max_steps", "steps", "num_steps", "v_steps")
+"""Optimisation-step fields of the method configs (MEMLA ``max_steps``, ROME ``v_steps`` …):
+``--edit-steps`` sets whichever a method has."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "bench", help="benchmark editing methods over facts and languages (paper Tables 3-6)",
+        description="Edit every selected fact with every method in every source language, evaluate in "
+        "every target language, and print the paper-shaped summary. Resumes from --out.",
+    )
+    add_model_args(parser)
+    add_dataset_args(parser)
+    parser.add_argument(
+        "--methods", default="memla",
+        help=f"comma-separated: {', '.join(METHODS)}; MEMLA variants as memla:wo-lsm, memla:wo-lse, "
+        "memla:wo-lim, memla:wo-lie (paper Table 5)",
+    )
+    parser.add_argument(
+        "--ablations", default="",
+        help="'all' adds every Table 5 variant of MEMLA; or a comma list such as 'wo-lsm,wo-lie'",
+    )
+    parser.add_argument("--source-langs", default="en", help="edit languages, comma-separated (default en)")
+    parser.add_argument("--target-langs", default="all", help="evaluation languages, or 'all' of each fact")
+    parser.add_argument("--limit", type=int, help="at most this many facts")
+    parser.add_argument("--fact-ids", default="", help="only these facts (comma-separated ids, see `memla facts`)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for every edit (default 0)")
+    parser.add_argument("--out", type=Path, default=Path("results.csv"), help="results CSV (default results.csv)")
+    parser.add_argument("--parquet", action="store_true", help="also write the results as .parquet")
+    parser.add_argument("--overwrite", action="store_true", help="discard rows in --out instead of resuming")
+    speed = parser.add_argument_group("speed (applied to every method that has the setting)")
+    speed.add_argument("--ig-steps", type=int, help="integrated-gradients steps m for knowledge neurons (default 20)")
+    speed.add_argument("--ig-baseline", choices=["eos", "zero"], help="integrated-gradients baseline (default eos)")
+    speed.add_argument("--threshold", type=float, help="adaptive neuron threshold (default 0.3)")
+    speed.add_argument("--independent-langs", help="languages intersected for language-independent neurons")
+    speed.add_argument(
+        "--edit-steps", type=int, help="optimisation steps of each edit (MEMLA max_steps, default 60; ROME v_steps …)"
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
+        help="override one config field (repeatable): memla.lr=0.01, memla.neurons.threshold=0.2, "
+        "'memla:wo-lsm.coefficient=1'; '*.FIELD=VALUE' for every method that has FIELD",
+    )
+    parser.add_argument(
+        "--barrier-timeout", type=float, default=24 * 3600.0,
+        help="seconds processes wait for the slowest shard under accelerate launch (default 1 day)",
+    )
+    parser.set_defaults(run=run)
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def method_names(methods: str, ablations: str) -> tuple[str, ...]:
+    names = [canonical_method(m) for m in _split(methods)]
+    if ablations.strip().lower() == "all":
+        extra = list(ablation_methods("memla"))
+    else:
+        extra = [canonical_method(f"memla:{v}") for v in _split(ablations)]
+    return tuple(dict.fromkeys(names + extra))
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
+    """``METHOD.FIELD=VALUE`` -> {method: {field: value}}; values are coerced later, per field type."""
+    overrides: dict[str, dict[str, str]] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        method, dot, path = target.partition(".")
+        if not sep or not dot or not path:
+            raise ValueError(
+                f"--set {item}: expected METHOD.FIELD=VALUE, e.g. memla.lr=0.01 or '*.seed=1'."
+            )
+        key = "*" if method.strip() == "*" else canonical_method(method)
+        overrides.setdefault(key, {})[path.strip()] = value
+    return overrides
+
+
+def bench_config(args: argparse.Namespace) -> BenchConfig:
+    common: dict[str, object] = {}
+    if args.ig_steps is not None:
+        common["neurons.steps"] = args.ig_steps
+    if args.ig_baseline is not None:
+        common["neurons.baseline"] = args.ig_baseline
+    if args.threshold is not None:
+        common["neurons.threshold"] = args.threshold
+    if args.independent_langs is not None:
+        common["neurons.independent_languages"] = tuple(_split(args.independent_langs))
+    if args.edit_steps is not None:
+        for name in EDIT_STEP_FIELDS:
+            common[name] = args.edit_steps
+    targets = None if args.target_langs.strip().lower() == "all" else tuple(_split(args.target_langs))
+    return BenchConfig(
+        model=ModelSpec(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code),
+        dataset=args.dataset,
+        methods=method_names(args.methods, args.ablations),
+        source_languages=tuple(_split(args.source_langs)),
+        target_languages=targets,
+        fact_ids=tuple(_split(args.fact_ids)),
+        limit=args.limit,
+        seed=args.seed,
+        common_overrides=common,
+        method_overrides=parse_sets(args.set),
+        out=args.out,
+        parquet=args.parquet,
+        overwrite=args.overwrite,
+        barrier_timeout_s=args.barrier_timeout,
+    )
+
+
+def _fact_bar():
+    from tqdm.auto import tqdm
+
+    # Under accelerate launch only the main process draws (it reports its own shard).
+    bar = tqdm(desc="facts", unit="fact", file=sys.stderr, disable=os.environ.get("RANK", "0") != "0")
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(label[:50])
+        bar.refresh()
+
+    return bar, progress
+
+
+def run(args: argparse.Namespace) -> int:
+    config = bench_config(args)
+    bar, progress = _fact_bar()
+    try:
+        outcome = run_bench(config, progress=progress)
+    finally:
+        bar.close()
+    if not outcome.is_main:
+        return 0  # the main process prints the merged summary
+    print_summary(outcome.results, config)
+    print(
+        f"\n{outcome.computed} group(s) computed ({outcome.failed} failed), {outcome.skipped} already in "
+        f"{config.out}; {outcome.process_count} process(es)."
+    )
+    return 0
+
+
+def print_summary(results: pd.DataFrame, config: BenchConfig) -> None:
+    paper = load_paper_tables()
+    main = main_table(results)
+    with pd.option_context("display.width", 250, "display.max_columns", 40):
+        for source in dict.fromkeys(main["source_lang"]):
+            print(f"\nES / PS / NS, edits written in {source} (shape of paper Table {'3' if source == 'en' else '4' if source == 'zh' else '3/4'}):")
+            print(format_table(main_table_wide(main, source)))
+        ablation = ablation_table_wide(ablation_table(results))
+        if not ablation.empty:
+            print(f"\nAblations (shape of paper Table 5; variants: {', '.join(ABLATIONS)}):")
+            print(format_table(ablation))
+        multihop = multihop_table_wide(multihop_table(results))
+        if not multihop.empty:
+            print("\nQS on multi-hop questions (shape of paper Table 6):")
+            print(format_table(multihop))
+        print("\nCoverage (facts, failed edits, seconds: neurons total, edit and evaluation per fact):")
+        print(format_table(coverage(results)))
+        comparison = compare_with_paper(results, paper)
+        headline = comparison[
+            comparison["paper"].notna()
+            & ((comparison["target_lang"] == comparison["source_lang"]) | (comparison["target_lang"] == "avg"))
+        ]
+        if not headline.empty:
+            print("\nAgainst the paper (mGPT 1.3B, full MKEB); difference = ours - paper, in points:")
+            print(format_table(headline))
+    written = write_summaries(results, config.out, paper)
+    print(f"\nrows: {config.out}")
+    for path in written.values():
+        print(f"summary: {path}")
