@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..editing import hparams
 from ..editing.memla import ABLATIONS
 from ..editing.registry import METHODS, MethodSpec, method_spec
 from ..models import LoadedModel, ModelSpec
@@ -170,16 +171,8 @@ def _accepts(fn, name: str) -> bool:
 
 
 def default_method_config(spec: MethodSpec, lm: LoadedModel):
-    """The method's defaults for this model: ``editing.hparams.default_config`` where it exists
-    (baselines need model-specific layers), else the config class's paper defaults."""
-    try:
-        from ..editing import hparams
-    except ImportError:
-        return spec.config_cls()
-    default_config = getattr(hparams, "default_config", None)
-    if default_config is None:
-        return spec.config_cls()
-    return default_config(spec.name, lm)
+    """The method's defaults for this model (baselines need model-specific layers)."""
+    return hparams.default_config(spec.name, lm)
 
 
 def resolve_method(name: str, lm: LoadedModel, config: BenchConfig) -> MethodRun:

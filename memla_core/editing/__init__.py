@@ -1,7 +1,14 @@
 """Editing methods behind one interface: compute an ``Edit``, apply it, revert it."""
 
 from .base import AppliedEdit, Edit, EditDivergedError, EditError, Editor, EditRequest
+from .ft import FTConfig, FTEditor
+from .hparams import FAMILY_DEFAULTS, default_config
+from .ike import IkeConfig, IkeEditor
+from .layer_stats import LayerStats, StatsConfig
+from .memit import MemitConfig, MemitEditor
 from .memla import ABLATIONS, MemlaConfig, MemlaEditor
+from .pmet import PmetConfig, PmetEditor
+from .rome import RomeConfig, RomeEditor
 from .registry import METHODS, MethodSpec, method_spec
 
 __all__ = [
@@ -12,9 +19,23 @@ __all__ = [
     "EditError",
     "EditRequest",
     "Editor",
+    "FAMILY_DEFAULTS",
+    "FTConfig",
+    "FTEditor",
+    "IkeConfig",
+    "IkeEditor",
+    "LayerStats",
     "MemlaConfig",
     "MemlaEditor",
+    "MemitConfig",
+    "MemitEditor",
     "METHODS",
     "MethodSpec",
+    "PmetConfig",
+    "PmetEditor",
+    "RomeConfig",
+    "RomeEditor",
+    "StatsConfig",
+    "default_config",
     "method_spec",
 ]

@@ -1,0 +1,109 @@
+"""FT-L: constrained fine-tuning of one MLP down projection (Zhu et al. 2020, "Modifying
+Memories in Transformer Models"; the FT-L baseline of ROME, Meng et al. 2022).
+
+The whole output weight of one layer's MLP is trained on the edit prompt to maximise
+log P(target_new), with Adam; after every step each entry is clamped back into
+[w₀ − ε, w₀ + ε] (the L∞ bound that keeps the change small and is what separates FT-L from
+plain fine-tuning). Training stops early once the target is learnt. The weight is changed in
+place during training and restored bit for bit in ``finally``; the edit is the difference.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..models import LoadedModel
+from ..scoring import answer_logprobs, encode_completion
+from .base import Edit, EditDivergedError, EditRequest, StepFn
+from .hparams import resolve
+from .rome import check_layers
+
+
+@dataclass(frozen=True)
+class FTConfig:
+    """FT-L hyperparameters; paper defaults from ROME's ``FT/gpt2-xl_constr.json`` (25 steps,
+    lr 5e-4, ε = 5e-4). ``None`` fields come per architecture from ``hparams.FAMILY_DEFAULTS``."""
+
+    layer: int | None = None
+    lr: float | None = None  # paper 5e-4
+    norm_constraint: float | None = None  # ε of the L∞ bound; paper 5e-4; math.inf = unconstrained FT
+    steps: int = 25
+    stop_loss: float = 1e-2  # stop when the mean NLL of target_new falls below this …
+    stop_p_new: float = 0.96  # … or P(target_new) exceeds this (as MEMLA)
+
+    def __post_init__(self) -> None:
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError("FTConfig.lr must be > 0 (the paper uses 5e-4).")
+        if self.norm_constraint is not None and not self.norm_constraint > 0:
+            raise ValueError("FTConfig.norm_constraint (ε) must be > 0; use math.inf for unconstrained fine-tuning.")
+        if self.steps < 1:
+            raise ValueError("FTConfig.steps must be ≥ 1.")
+
+
+class FTEditor:
+    name = "ft"
+
+    def __init__(self, config: FTConfig | None = None):
+        self.config = config or FTConfig()
+
+    def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
+        start = time.perf_counter()
+        cfg = resolve(self.config, self.name, lm)
+        check_layers([cfg.layer], lm, "FTConfig.layer")
+        edit = request.prompt
+        lang = request.source_language
+        items = [encode_completion(lm, edit.filled(), edit.target_new, lang)]
+        if edit.target_true:
+            items.append(encode_completion(lm, edit.filled(), edit.target_true, lang))
+        name = f"{lm.adapter.down_proj_name(cfg.layer)}.weight"
+        weight = lm.model.get_parameter(name)
+        with lm.lock:
+            original = weight.detach().clone()
+            trace: list[dict[str, float]] = []
+            try:
+                weight.requires_grad_(True)
+                optimiser = torch.optim.Adam([weight], lr=cfg.lr)
+                for step in range(cfg.steps + 1):
+                    logprobs = answer_logprobs(lm, items, grad=True)
+                    loss = -logprobs[0].mean()
+                    record = {
+                        "step": step,
+                        "loss": loss.item(),
+                        "p_new": logprobs[0].sum().exp().item(),
+                        "p_true": logprobs[1].sum().exp().item() if len(items) > 1 else math.nan,
+                    }
+                    trace.append(record)
+                    if on_step:
+                        on_step(record)
+                    if not torch.isfinite(loss):
+                        raise EditDivergedError(f"FT-L loss became {record['loss']} at step {step}; nothing was applied.", trace)
+                    if record["loss"] < cfg.stop_loss or record["p_new"] > cfg.stop_p_new or step == cfg.steps:
+                        break
+                    optimiser.zero_grad()
+                    loss.backward()
+                    optimiser.step()
+                    if math.isfinite(cfg.norm_constraint):
+                        with torch.no_grad():
+                            weight.copy_(torch.clamp(weight, original - cfg.norm_constraint, original + cfg.norm_constraint))
+                delta = (weight.detach() - original).clone()
+            finally:
+                weight.requires_grad_(False)
+                weight.grad = None
+                with torch.no_grad():
+                    weight.copy_(original)
+        if not torch.isfinite(delta).all():
+            raise EditDivergedError("FT-L produced a non-finite weight change; nothing was applied. Lower FTConfig.lr.", trace)
+        return Edit(
+            method=self.name,
+            fact_id=request.fact.example_id,
+            source_language=lang,
+            weight_deltas={name: delta},
+            trace=trace,
+            config=asdict(cfg),
+            seconds=time.perf_counter() - start,
+            details={"layer": cfg.layer, "max_abs_change": float(delta.abs().max())},
+        )

@@ -1,0 +1,215 @@
+"""MEMIT: the ROME update spread over a range of MLP layers (Meng et al. 2023, "Mass-Editing
+Memory in a Transformer").
+
+1. Keys, prefixes and δ as in ROME, with δ optimised at the *last* layer L of the range; the
+   target z* is the residual stream (decoder-block output of L) at the subject's last token of
+   the bare prompt, with δ in place.
+2. For each layer l of the range, first to last, on the weights already updated below it:
+   the remaining residual z* − z(L) is divided by the number of layers left, r_l, and written
+   into W_l with MEMIT's least-squares update ΔW_l = Δm_l kᵀ (λ·C_l + k kᵀ)⁻¹ (λ =
+   ``mom2_update_weight``, k = the key at l averaged over the prefixed prompts).
+
+δ is optimised on the down-projection output of L, not on the block output as in the paper;
+for architectures whose MLP output is added straight to the residual stream (GPT-2, LLaMA,
+BLOOM, NeoX, OPT …) this is the same thing. Gemma 2/3 normalise the MLP output before adding
+it (``post_feedforward_layernorm``), so a residual-stream change r is not an MLP-output change:
+Δm_l is found by Newton steps on m ↦ block output, its Jacobian from autograd, within a trust
+region (see ``mlp_change_for``); on the other architectures that Jacobian is the identity and
+Δm_l = r_l, the paper's update. No architecture names are involved.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..models import LoadedModel
+from .base import Edit, EditRequest, StepFn
+from .hparams import resolve
+from .layer_stats import LayerStats, StatsConfig
+from .rome import (
+    EditRows,
+    TemporaryWeights,
+    block_hidden,
+    check_value_fields,
+    rows_view,
+    build_rows,
+    capture,
+    check_layers,
+    context_prefixes,
+    finite_or_raise,
+    optimise_values,
+    solve,
+    to_weight_layout,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MemitConfig:
+    """MEMIT hyperparameters; defaults from the authors' ``MEMIT/gpt-j-6B.json`` (Meng et al. 2023)."""
+
+    layers: tuple[int, ...] | None = None  # None: per-architecture range (hparams.FAMILY_DEFAULTS)
+    mom2_update_weight: float | None = None  # λ in (λ·C + k kᵀ)⁻¹; paper 15000; None: per architecture
+    v_lr: float = 0.5
+    v_steps: int = 25
+    v_weight_decay: float = 0.5
+    kl_factor: float = 0.0625
+    clamp_norm_factor: float = 0.75  # MEMIT clamps tighter than ROME (4): δ is shared by several layers
+    stop_loss: float = 5e-2
+    context_templates: int = 5
+    context_length: int = 10
+    newton_steps: int = 4  # MLP-output solve where the MLP output is normalised (Gemma 2/3); see mlp_change_for
+    mlp_trust_ratio: float = 3.0  # there, ‖Δm‖ ≤ this · ‖m‖ (1.0 leaves Gemma 3 270M's edit unfinished)
+    seed: int = 0
+    stats: StatsConfig = field(default_factory=StatsConfig)
+
+    def __post_init__(self) -> None:
+        check_value_fields(self)
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(l) for l in self.layers))  # CLI gives strings
+            if list(self.layers) != sorted(set(self.layers)):
+                raise ValueError(f"{type(self).__name__}.layers must be increasing and distinct, got {self.layers}.")
+        if self.mom2_update_weight is not None and self.mom2_update_weight < 0:
+            raise ValueError(f"{type(self).__name__}.mom2_update_weight (λ) must be ≥ 0.")
+        if self.newton_steps < 1 or not self.mlp_trust_ratio > 0:
+            raise ValueError(f"{type(self).__name__}: newton_steps must be ≥ 1 and mlp_trust_ratio > 0.")
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the block of interest has run: later layers are not needed."""
+
+
+def _block_output_and_jacobian(
+    lm: LoadedModel, rows: EditRows, layer: int, extra: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """At the bare prompt's subject token, with ``extra`` added to layer ``layer``'s
+    down-projection output m: the block output c, ∂c/∂m and m itself: ([d], [d, d], [d])."""
+    ids, mask, pos = rows.input_ids[:1], rows.attention_mask[:1], rows.lookup[0]
+    leaf = extra.detach().clone().float().requires_grad_(True)
+    seen: dict[str, torch.Tensor] = {}
+
+    def add(_module, _args, output):
+        out = rows_view(output, 1)
+        seen["m"] = out[0, pos].detach().float()
+        bump = torch.zeros_like(out).index_put((torch.zeros_like(pos)[None], pos[None]), leaf.to(out.dtype)[None])
+        return (out + bump).reshape(output.shape)
+
+    def grab(_module, _args, output):
+        seen["c"] = rows_view(block_hidden(output), 1)[0, pos].float()
+        raise _StopForward
+
+    handles = [
+        lm.adapter.down_proj_module(lm.model, layer).register_forward_hook(add),
+        lm.adapter.layer_modules(lm.model)[layer].register_forward_hook(grab),
+    ]
+    try:
+        with torch.enable_grad():
+            lm.model.base_model(input_ids=ids, attention_mask=mask)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    c = seen["c"]
+    eye = torch.eye(c.shape[0], device=c.device, dtype=c.dtype)
+    (jacobian,) = torch.autograd.grad(c, leaf, grad_outputs=eye, is_grads_batched=True)
+    return c.detach(), jacobian, seen["m"]
+
+
+def mlp_change_for(
+    lm: LoadedModel, rows: EditRows, layer: int, residual: torch.Tensor, steps: int, trust_ratio: float
+) -> torch.Tensor:
+    """The change Δm of layer ``layer``'s down-projection output (at the bare prompt's subject
+    token) that moves its block output by ``residual``: Newton's method on m ↦ block output.
+
+    Where the MLP output is added as it is (∂c/∂m = I) this is Δm = residual, MEMIT exactly.
+    Where it is normalised first, the residual may be out of reach (a normalised output can
+    turn but not grow), and Newton steps would then grow m without bound; there ‖Δm‖ is capped
+    at ``trust_ratio``·‖m‖ and the iterate closest to the target is kept. The part not reached
+    stays in z* − z(L) and passes to the next layer of the range.
+    """
+    change = torch.zeros_like(residual)
+    start, jacobian, mlp_out = _block_output_and_jacobian(lm, rows, layer, change)
+    eye = torch.eye(jacobian.shape[0], device=jacobian.device, dtype=jacobian.dtype)
+    if torch.equal(jacobian, eye):
+        return residual.clone()
+    target = start + residual
+    max_norm = trust_ratio * mlp_out.norm()
+    best, best_error = change, residual.norm()
+    current = start
+    for _ in range(steps):
+        step = torch.linalg.pinv(jacobian.double(), rtol=1e-6) @ (target - current).double()
+        change = change + step.float()
+        if change.norm() > max_norm:
+            change = change * (max_norm / change.norm())
+        current, jacobian, _ = _block_output_and_jacobian(lm, rows, layer, change)
+        error = (target - current).norm()
+        if error < best_error:
+            best, best_error = change, error
+        if error <= 1e-4 * residual.norm():
+            break
+    return best
+
+
+def least_squares_update(key: torch.Tensor, change: torch.Tensor, cov: torch.Tensor, weight: float) -> torch.Tensor:
+    """MEMIT's ΔW = Δm kᵀ (λ·C + k kᵀ)⁻¹ for one key, in [out, in]."""
+    k = key.double().to(cov.device)[:, None]
+    adjusted = solve(weight * cov + k @ k.T, k)  # (λC + kkᵀ)⁻¹ k
+    return (change.double().to(cov.device)[:, None] @ adjusted.T).float()
+
+
+class MemitEditor:
+    name = "memit"
+    method_label = "MEMIT"
+
+    def __init__(self, config: MemitConfig | None = None):
+        self.config = config or MemitConfig()
+
+    def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
+        start = time.perf_counter()
+        cfg = resolve(self.config, self.name, lm)
+        layers = list(cfg.layers)
+        check_layers(layers, lm, f"{type(cfg).__name__}.layers")
+        last = layers[-1]
+        down_last = lm.adapter.down_proj_name(last)
+        weight_deltas: dict[str, torch.Tensor] = {}
+        with lm.lock:
+            prefixes = context_prefixes(lm, request.source_language, cfg.context_templates, cfg.context_length, cfg.seed)
+            rows = build_rows(lm, request, prefixes)
+            # The clamp and weight decay are relative to the residual stream at L, as in MEMIT.
+            residual_now = capture(lm, rows, blocks=[last])[f"block:{last}"][0]
+            deltas, trace = optimise_values(lm, rows, {down_last: residual_now}, cfg, on_step, self.method_label)
+            z_target = capture(lm, rows, blocks=[last], deltas=deltas)[f"block:{last}"][0]
+            stats = LayerStats(lm, cfg.stats)
+            stats.second_moments(layers)  # one pass for every layer of the range
+            temporary = TemporaryWeights(lm)
+            try:
+                for i, layer in enumerate(layers):
+                    name = lm.adapter.down_proj_name(layer)
+                    now = capture(lm, rows, inputs_of=[name], blocks=[last])
+                    key = now[f"in:{name}"][: rows.n_rewrite].mean(0)
+                    residual = (z_target - now[f"block:{last}"][0]) / (len(layers) - i)
+                    change = mlp_change_for(lm, rows, layer, residual, cfg.newton_steps, cfg.mlp_trust_ratio)
+                    update = least_squares_update(key, change, stats.regularised(layer), cfg.mom2_update_weight)
+                    delta = to_weight_layout(lm, update.to(lm.device))
+                    finite_or_raise({f"{name}.weight": delta}, trace, self.method_label)
+                    weight_deltas[f"{name}.weight"] = delta
+                    temporary.add(f"{name}.weight", delta)
+                    log.debug("MEMIT layer %d: |residual| %.4g, |Δm| %.4g", layer, residual.norm(), change.norm())
+            finally:
+                temporary.restore()
+        return Edit(
+            method=self.name,
+            fact_id=request.fact.example_id,
+            source_language=request.source_language,
+            weight_deltas=weight_deltas,
+            trace=trace,
+            config=asdict(cfg),
+            seconds=time.perf_counter() - start,
+            details={"layers": layers, "prefixes": prefixes, "delta_norm": float(deltas[down_last].norm())},
+        )

@@ -1,0 +1,128 @@
+"""PMET: MEMIT that optimises the attention output too (Li et al. 2024, "PMET: Precise Model
+Editing in a Transformer").
+
+PMET's observation: the residual stream at the edited layers carries what attention *and* the
+MLP wrote, so a target optimised on the residual alone asks the MLP to absorb the attention's
+share as well and over-writes it. PMET therefore optimises two changes at the last layer L
+together — δ_attn on the attention output projection's output and δ_mlp on the down
+projection's output (each clamped and decayed relative to its own module's output) — and then
+spreads each target over the layer range in that module's own output space: for layer l (i-th
+of n) ΔW = ((z − cur) / √(n − i)) kᵀ (k kᵀ + λ·C)⁻¹, where z is the optimised output at L, cur
+the module's current output at L and k its input at l averaged over the prefixed prompts (the
+authors' code, EasyEdit ``pmet_main.py``).
+
+The paper writes only the MLP weights ("only using the optimized TC hidden states of FFN to
+precisely update FFN weights"): δ_attn exists to take the attention's share off the MLP target.
+``rewrite_attention=True`` also writes the attention output projection with its own target and
+statistics, the option the authors' code offers through ``rewrite_module_tmps``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..models import LoadedModel
+from .base import Edit, EditRequest, StepFn
+from .hparams import resolve
+from .layer_stats import LayerStats, ModuleKind, StatsConfig, module_name
+from .memit import least_squares_update
+from .rome import (
+    TemporaryWeights,
+    check_value_fields,
+    build_rows,
+    capture,
+    check_layers,
+    context_prefixes,
+    finite_or_raise,
+    optimise_values,
+    to_weight_layout,
+)
+
+
+@dataclass(frozen=True)
+class PmetConfig:
+    """PMET hyperparameters; defaults from the authors' GPT-J settings (EasyEdit ``PMET/gpt-j-6B.yaml``)."""
+
+    layers: tuple[int, ...] | None = None  # None: per-architecture range (hparams.FAMILY_DEFAULTS)
+    mom2_update_weight: float | None = None  # λ; paper 15000; None: per architecture
+    rewrite_attention: bool = False  # also write the attention output projection (see module doc)
+    v_lr: float = 0.2
+    v_steps: int = 30
+    v_weight_decay: float = 0.5
+    kl_factor: float = 1.0
+    clamp_norm_factor: float = 0.75
+    stop_loss: float = 5e-2
+    context_templates: int = 5
+    context_length: int = 10
+    seed: int = 0
+    stats: StatsConfig = field(default_factory=StatsConfig)
+
+    def __post_init__(self) -> None:
+        check_value_fields(self)
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(l) for l in self.layers))  # CLI gives strings
+            if list(self.layers) != sorted(set(self.layers)):
+                raise ValueError(f"PmetConfig.layers must be increasing and distinct, got {self.layers}.")
+        if self.mom2_update_weight is not None and self.mom2_update_weight < 0:
+            raise ValueError("PmetConfig.mom2_update_weight (λ) must be ≥ 0.")
+
+
+class PmetEditor:
+    name = "pmet"
+
+    def __init__(self, config: PmetConfig | None = None):
+        self.config = config or PmetConfig()
+
+    def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
+        start = time.perf_counter()
+        cfg = resolve(self.config, self.name, lm)
+        layers = list(cfg.layers)
+        check_layers(layers, lm, "PmetConfig.layers")
+        last = layers[-1]
+        kinds: list[ModuleKind] = ["down_proj", "attn_out"] if cfg.rewrite_attention else ["down_proj"]
+        at_last = {kind: module_name(lm, kind, last) for kind in ("down_proj", "attn_out")}
+        weight_deltas: dict[str, torch.Tensor] = {}
+        with lm.lock:
+            prefixes = context_prefixes(lm, request.source_language, cfg.context_templates, cfg.context_length, cfg.seed)
+            rows = build_rows(lm, request, prefixes)
+            seen = capture(lm, rows, outputs_of=list(at_last.values()))
+            initial = {name: seen[f"out:{name}"][0] for name in at_last.values()}
+            deltas, trace = optimise_values(lm, rows, initial, cfg, on_step, "PMET")
+            targets = {kind: initial[name] + deltas[name] for kind, name in at_last.items()}
+            stats = LayerStats(lm, cfg.stats)
+            for kind in kinds:
+                stats.second_moments(layers, kind)  # one pass per module kind for the whole range
+            temporary = TemporaryWeights(lm)
+            try:
+                for i, layer in enumerate(layers):
+                    for kind in kinds:
+                        name = module_name(lm, kind, layer)
+                        now = capture(lm, rows, inputs_of=[name], outputs_of=[at_last[kind]])
+                        key = now[f"in:{name}"][: rows.n_rewrite].mean(0)
+                        residual = (targets[kind] - now[f"out:{at_last[kind]}"][0]) / math.sqrt(len(layers) - i)
+                        cov = stats.regularised(layer, kind)
+                        update = least_squares_update(key, residual, cov, cfg.mom2_update_weight)
+                        delta = to_weight_layout(lm, update.to(lm.device))
+                        finite_or_raise({f"{name}.weight": delta}, trace, "PMET")
+                        weight_deltas[f"{name}.weight"] = delta
+                        temporary.add(f"{name}.weight", delta)
+            finally:
+                temporary.restore()
+        return Edit(
+            method=self.name,
+            fact_id=request.fact.example_id,
+            source_language=request.source_language,
+            weight_deltas=weight_deltas,
+            trace=trace,
+            config=asdict(cfg),
+            seconds=time.perf_counter() - start,
+            details={
+                "layers": layers,
+                "prefixes": prefixes,
+                "delta_norms": {kind: float(deltas[name].norm()) for kind, name in at_last.items()},
+            },
+        )
