@@ -1,0 +1,29 @@
+"""memla workbench: ``streamlit run app.py``.
+
+Routes between the pages and draws the sidebar they share. The model named by the environment
+variable ``MEMLA_APP_MODEL`` (default: the embedded Gemma 3 270M) is preselected on Setup.
+"""
+
+import streamlit as st
+
+from app_support.sidebar import draw_sidebar
+from app_support.state import init_state
+from app_support.widgets import PAGES
+
+st.set_page_config(page_title="memla — multilingual knowledge editing", page_icon=":material/translate:", layout="wide")
+st.set_option("client.toolbarMode", "viewer")  # no developer menu ("Deploy") for people using the app
+init_state()
+
+# URL paths differ from the file names on purpose: Streamlit's legacy handling of a pages/ folder
+# (see app_support/routing.py) then never mistakes a URL for a bare page file.
+page = st.navigation(
+    [
+        st.Page(PAGES["home"], title="1 · Setup", icon=":material/settings:", url_path="setup", default=True),
+        st.Page(PAGES["facts"], title="2 · Facts", icon=":material/list:", url_path="choose-fact"),
+        st.Page(PAGES["neurons"], title="3 · Neurons", icon=":material/hub:", url_path="knowledge-neurons"),
+        st.Page(PAGES["edit"], title="4 · Edit", icon=":material/edit:", url_path="edit-fact"),
+        st.Page(PAGES["benchmark"], title="Paper results", icon=":material/table_chart:", url_path="paper-results"),
+    ]
+)
+draw_sidebar()
+page.run()

@@ -1,0 +1,105 @@
+"""Process-wide resources: the shared model and cached, serialisable results.
+
+The model is loaded once per (model, dtype, device) and shared by every session. Only unedited
+results are cached here (``before_report``); an edited model or an edit never is.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from memla_core.data import MKEBDataset, fact_to_record, load_mkeb
+from memla_core.data.schema import Fact
+from memla_core.evaluation import EvalReport
+from memla_core.models import LoadedModel, ModelSpec, Progress, load_model
+from memla_core.session import evaluate_fact, merge_reports
+from memla_core.views import paper_table
+
+UPLOAD_FORMATS = {
+    "MKEB JSON (the authors' layout)": "mkeb",
+    "MzsRE JSON (12-language zsRE)": "mzsre",
+    "CounterFact JSON": "counterfact",
+    "MLaKE folder, zipped": "mlake",
+}
+
+
+@dataclass
+class ModelSlot:
+    """Holds one loaded model; loading happens outside the cached function so it can report progress."""
+
+    model: LoadedModel | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@st.cache_resource(show_spinner=False)
+def _model_slot(name_or_path: str, dtype: str, device: str, trust_remote_code: bool) -> ModelSlot:
+    # Keyed by model id, dtype and device: one slot (and one model) per combination per process.
+    return ModelSlot()
+
+
+def get_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel:
+    """The shared model for ``spec``, loading it the first time (other sessions wait for it)."""
+    slot = _model_slot(spec.name_or_path, spec.dtype, spec.device, spec.trust_remote_code)
+    with slot.lock:
+        if slot.model is None:
+            slot.model = load_model(spec, progress=progress)
+    return slot.model
+
+
+def is_loaded(spec: ModelSpec) -> bool:
+    return _model_slot(spec.name_or_path, spec.dtype, spec.device, spec.trust_remote_code).model is not None
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def read_uploaded_dataset(fmt: str, filename: str, content: bytes) -> MKEBDataset:
+    """An uploaded file (or zipped folder for MLaKE) as a validated MKEB dataset."""
+    if fmt == "mkeb":
+        source = io.BytesIO(content)
+        source.name = filename
+        return load_mkeb(source, name=filename)
+    from memla_core.data.importers import import_dataset
+
+    with tempfile.TemporaryDirectory(prefix="memla-upload-") as tmp:
+        path = Path(tmp) / Path(filename).name
+        path.write_bytes(content)
+        if fmt == "mlake":
+            if not zipfile.is_zipfile(path):
+                raise ValueError("For MLaKE upload the dataset folder as a .zip file (single_hop/, multi_hop/).")
+            folder = Path(tmp) / "mlake"
+            with zipfile.ZipFile(path) as archive:
+                archive.extractall(folder)
+            return import_dataset(fmt, folder)
+        return import_dataset(fmt, path)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _before_one_language(
+    model_key: str, device: str, fact_json: str, language: str, source_language: str, _lm: LoadedModel, _fact: Fact
+) -> EvalReport:
+    # Keyed by model, device and the fact's full content (not just its id: uploads may reuse ids).
+    return evaluate_fact(_lm, _fact, [language], source_language=source_language)
+
+
+def before_report(lm: LoadedModel, fact: Fact, languages: list[str], source_language: str, progress=None) -> EvalReport:
+    """Scores of the unedited model, cached per language across sessions."""
+    fact_json = json.dumps(fact_to_record(fact), ensure_ascii=False, sort_keys=True)
+    reports = []
+    for done, lang in enumerate(languages):
+        if progress:
+            progress(done, len(languages), lang)
+        reports.append(_before_one_language(lm.key, str(lm.device), fact_json, lang, source_language, lm, fact))
+    return merge_reports(reports)
+
+
+@st.cache_data(show_spinner=False)
+def paper(name: str) -> pd.DataFrame:
+    return paper_table(name)

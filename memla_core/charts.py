@@ -1,0 +1,131 @@
+"""Plotly figures for the app (and notebooks): plain functions, data in, figure out."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+SCORE_SCALE = [[0.0, "#d73027"], [0.5, "#fee08b"], [1.0, "#1a9850"]]
+"""Red → yellow → green for 0–100 % scores (the same colours as the app's tables)."""
+ATTRIBUTION_SCALE = "Blues"
+
+
+def _layout(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
+    fig.update_layout(title=title, margin=dict(l=10, r=10, t=50, b=10), height=height)
+    return fig
+
+
+def attribution_heatmap(
+    scores: np.ndarray, language: str, top_k: int | None = 64, bin_size: int = 32, threshold: float | None = None
+) -> go.Figure:
+    """Layers × neurons attribution of one language.
+
+    With ``top_k`` only the ``top_k`` neurons with the highest score in any layer are drawn
+    (columns in neuron order); with ``top_k=None`` every neuron is kept and columns are the
+    maximum over blocks of ``bin_size`` neighbouring neurons, so thousands of neurons stay legible.
+    """
+    layers = np.arange(scores.shape[0])
+    if top_k:
+        columns = np.sort(np.argsort(scores.max(axis=0))[::-1][: min(top_k, scores.shape[1])])
+        z = scores[:, columns]
+        x = [str(c) for c in columns]
+        hover = "layer %{y}<br>neuron %{x}<br>score %{z:.3f}<extra></extra>"
+        x_title = f"neuron (top {len(columns)} of {scores.shape[1]})"
+    else:
+        n_bins = math.ceil(scores.shape[1] / bin_size)
+        padded = np.full((scores.shape[0], n_bins * bin_size), -np.inf)
+        padded[:, : scores.shape[1]] = scores
+        z = padded.reshape(scores.shape[0], n_bins, bin_size).max(axis=2)
+        x = [f"{b * bin_size}–{min((b + 1) * bin_size, scores.shape[1]) - 1}" for b in range(n_bins)]
+        hover = "layer %{y}<br>neurons %{x}<br>max score %{z:.3f}<extra></extra>"
+        x_title = f"neuron block ({bin_size} neurons each, maximum shown)"
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=x, y=layers, colorscale=ATTRIBUTION_SCALE, hovertemplate=hover,
+            colorbar=dict(title="score"), zmin=min(0.0, float(np.nanmin(z))),
+        )
+    )
+    fig.update_xaxes(title=x_title, type="category")
+    fig.update_yaxes(title="layer", autorange="reversed", dtick=1 if len(layers) <= 40 else None)
+    title = f"Attribution in {language} (1 = the prompt's strongest neuron)"
+    if threshold is not None:
+        title += f"; neurons above {threshold:g} are kept"
+    return _layout(fig, title, height=max(320, 22 * len(layers) + 120))
+
+
+def layer_counts_chart(counts: pd.DataFrame, num_layers: int | None = None) -> go.Figure:
+    """Stacked bars per layer: language-specific and language-independent neurons.
+
+    With ``num_layers`` every layer gets a bar position, so empty layers show as gaps.
+    """
+    if num_layers is not None:
+        counts = counts.set_index("layer").reindex(range(num_layers), fill_value=0).rename_axis("layer").reset_index()
+    fig = go.Figure()
+    for column, colour in (("language_specific", "#4c78a8"), ("language_independent", "#f58518")):
+        fig.add_bar(
+            x=counts["layer"], y=counts[column], name=column.replace("_", "-"), marker_color=colour,
+            hovertemplate="layer %{x}<br>%{y} neurons<extra>" + column.replace("_", "-") + "</extra>",
+        )
+    fig.update_layout(barmode="stack", legend=dict(orientation="h", y=1.12))
+    fig.update_xaxes(title="layer", dtick=1)
+    fig.update_yaxes(title="neurons")
+    return _layout(fig, "Neurons MEMLA edits, per layer", height=360)
+
+
+def overlap_heatmap(matrix: pd.DataFrame, measure: str) -> go.Figure:
+    """Languages × languages overlap of neuron sets (Jaccard index or shared count)."""
+    is_count = measure == "count"
+    text = matrix.map(lambda v: "" if pd.isna(v) else (f"{v:.0f}" if is_count else f"{v:.2f}"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix.values, x=list(matrix.columns), y=list(matrix.index), text=text.values,
+            texttemplate="%{text}", colorscale="Purples", zmin=0, zmax=None if is_count else 1,
+            hovertemplate="%{y} ∩ %{x}: %{z:.3g}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    label = "shared neurons" if is_count else "Jaccard index |A∩B| / |A∪B|"
+    return _layout(fig, f"Overlap of the languages' neuron sets ({label})", height=380)
+
+
+def edit_trace_chart(trace: Sequence[dict[str, float]], title: str = "Optimisation") -> go.Figure:
+    """Loss (left) and P(new)/P(true) (right) per optimisation step."""
+    frame = pd.DataFrame(list(trace), columns=["step", "loss", "p_new", "p_true"])
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "probability of the answers"))
+    fig.add_scatter(x=frame["step"], y=frame["loss"], name="loss", mode="lines+markers", row=1, col=1)
+    fig.add_scatter(x=frame["step"], y=frame["p_new"], name="P(new)", mode="lines+markers", row=1, col=2)
+    if frame["p_true"].notna().any():
+        fig.add_scatter(x=frame["step"], y=frame["p_true"], name="P(true)", mode="lines+markers", row=1, col=2)
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(range=[0, 1], row=1, col=2)
+    return _layout(fig, title, height=300)
+
+
+def score_heatmap(grid: pd.DataFrame, title: str, zmax: float = 100.0, fmt: str = ".1f") -> go.Figure:
+    """Rows × columns of percentages (paper tables, methods × languages) in red→green."""
+    text = grid.map(lambda v: "" if pd.isna(v) else format(v, fmt))
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid.values.astype(float), x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
+            text=text.values, texttemplate="%{text}", colorscale=SCORE_SCALE, zmin=0, zmax=zmax,
+            hovertemplate="%{y}, %{x}: %{z:.2f}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(type="category")
+    return _layout(fig, title, height=max(260, 40 * len(grid) + 120))
+
+
+def grouped_bars(grid: pd.DataFrame, title: str, y_title: str = "%") -> go.Figure:
+    """One bar group per column, one bar per row (e.g. ablation variants per setting)."""
+    fig = go.Figure()
+    for name, row in grid.iterrows():
+        fig.add_bar(x=[str(c) for c in grid.columns], y=row.values, name=str(name))
+    fig.update_layout(barmode="group", legend=dict(orientation="h", yanchor="top", y=-0.12))
+    fig.update_yaxes(title=y_title)
+    return _layout(fig, title, height=420)

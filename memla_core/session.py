@@ -1,0 +1,186 @@
+"""One shared model, many users: each user's edit touches the weights only while that user computes.
+
+The app loads a model once per process and every browser session uses it. A session keeps its
+own ``Edit`` (never in a process-wide cache) and runs the model through ``edited(lm, edit)``,
+which holds ``lm.lock`` for the whole block: while one session's edit is written into the
+weights no other session can run the model, and the weights are restored before the lock is
+released. Every function here goes through ``edited``, so "before" answers always come from the
+unedited weights, whatever other sessions are doing.
+
+Long work takes a ``CancelToken`` and checks it between steps (one prompt attribution, one
+optimisation step, one language of evaluation).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import pandas as pd
+
+from .data.schema import Fact
+from .editing import Edit, EditRequest, method_spec
+from .editing.base import StepFn
+from .evaluation import EvalReport, evaluate
+from .models import LoadedModel
+from .neurons import NeuronConfig, NeuronSets, ProgressFn, find_neurons
+from .scoring import encode_prompt, greedy_generate
+
+
+class Cancelled(RuntimeError):
+    """Work stopped at the user's request; the model is left as it was."""
+
+
+class CancelToken:
+    """A flag another thread (or a stop button) sets; long work calls ``check()`` between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("Stopped on request; nothing was changed.")
+
+
+def _checked(cancel: CancelToken | None) -> None:
+    if cancel is not None:
+        cancel.check()
+
+
+@contextmanager
+def edited(lm: LoadedModel, edit: Edit | None) -> Iterator[LoadedModel]:
+    """Run the shared model with ``edit`` applied (``None``: unedited), exclusively.
+
+    The lock is re-entrant, so core functions that lock again inside the block are fine.
+    """
+    with lm.lock:
+        if edit is None or not edit.weight_deltas:
+            yield lm
+        else:
+            with edit.applied(lm):
+                yield lm
+
+
+def compute_neurons(
+    lm: LoadedModel,
+    fact: Fact,
+    source_language: str,
+    config: NeuronConfig,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> NeuronSets:
+    """``find_neurons`` on the unedited model, stoppable between prompts (results are disk-cached)."""
+
+    def report(done: int, total: int, what: str) -> None:
+        _checked(cancel)
+        if progress:
+            progress(done, total, what)
+
+    # The whole search holds the lock: a fact without target_true is first answered by the model,
+    # and that answer must come from the unedited weights too.
+    with edited(lm, None):
+        return find_neurons(lm, fact, source_language, config, progress=report)
+
+
+def build_editor(
+    method: str, config: Any | None = None, neurons: NeuronSets | None = None, pool: Sequence[Fact] | None = None
+):
+    """The registered editor for ``method``. What a session already has goes to the editors that
+    take it: precomputed ``neurons`` (MEMLA), the dataset's facts as ``pool`` (IKE demonstrations)."""
+    spec = method_spec(method)
+    config = config if config is not None else spec.config_cls()
+    accepted = inspect.signature(spec.editor_cls).parameters
+    extras = {name: value for name, value in (("neurons", neurons), ("pool", pool)) if value is not None and name in accepted}
+    return spec.editor_cls(config, **extras)
+
+
+def compute_edit(
+    lm: LoadedModel,
+    request: EditRequest,
+    method: str,
+    config: Any | None = None,
+    neurons: NeuronSets | None = None,
+    on_step: StepFn | None = None,
+    cancel: CancelToken | None = None,
+    pool: Sequence[Fact] | None = None,
+) -> Edit:
+    """Compute (not apply) an edit on the unedited model; ``cancel`` stops it between steps."""
+    editor = build_editor(method, config, neurons, pool)
+
+    def step(record: dict[str, float]) -> None:
+        _checked(cancel)
+        if on_step:
+            on_step(record)
+
+    _checked(cancel)
+    with edited(lm, None):
+        return editor.compute(lm, request, on_step=step)
+
+
+def evaluate_fact(
+    lm: LoadedModel,
+    fact: Fact,
+    languages: Sequence[str],
+    edit: Edit | None = None,
+    source_language: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> EvalReport:
+    """ES/PS/NS/QS of ``fact`` with ``edit`` applied (``None``: unedited), one language at a time.
+
+    Scoring language by language costs little on a CPU and lets long evaluations report progress
+    and stop between languages.
+    """
+    source = source_language or (edit.source_language if edit else languages[0])
+    reports = []
+    for done, lang in enumerate(languages):
+        _checked(cancel)
+        if progress:
+            progress(done, len(languages), lang)
+        with edited(lm, edit):
+            reports.append(evaluate(lm, fact, [lang], edit=edit, source_language=source))
+    if progress:
+        progress(len(languages), len(languages), "done")
+    return merge_reports(reports)
+
+
+def merge_reports(reports: Sequence[EvalReport]) -> EvalReport:
+    """Reports of disjoint language sets as one report."""
+    return EvalReport(
+        pd.concat([r.summary for r in reports], ignore_index=True),
+        pd.concat([r.details for r in reports], ignore_index=True),
+    )
+
+
+def generate_text(lm: LoadedModel, prompt: str, max_new_tokens: int = 20, edit: Edit | None = None) -> str:
+    """Greedy continuation of free text by the model, with ``edit`` applied for this call only."""
+    text = f"{edit.context}{prompt}" if edit is not None and edit.context else prompt
+    eos = lm.tokenizer.eos_token_id
+    with edited(lm, edit):
+        out = greedy_generate(lm, [encode_prompt(lm, text)], [max_new_tokens])[0]
+    if eos in out:  # generation is forced to max_new_tokens; what follows EOS is noise
+        out = out[: out.index(eos)]
+    return lm.tokenizer.decode(out, skip_special_tokens=True).strip()
+
+
+@dataclass
+class EditOutcome:
+    """One method's edit of one fact with its scores before and after (kept per session)."""
+
+    edit: Edit
+    before: EvalReport
+    after: EvalReport
+
+    @property
+    def method(self) -> str:
+        return self.edit.method

@@ -1,0 +1,208 @@
+"""The Streamlit app end to end with AppTest, on a tiny random Gemma-3 checkpoint.
+
+``MEMLA_APP_MODEL`` points the Setup page at the tiny checkpoint; IG steps and MEMLA steps are
+set small through the app's own widgets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from memla_core.data import load_bundled
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+FACT = "geo-capital-france"
+PAGES = ["pages/home.py", "pages/facts.py", "pages/neurons.py", "pages/edit.py", "pages/benchmark.py"]
+
+
+def _by_label(widgets, label: str):
+    found = [w for w in widgets if w.label == label]
+    assert found, f"no widget labelled {label!r}; have {[w.label for w in widgets]}"
+    return found[0]
+
+
+def _no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _downloads(at: AppTest) -> list[str]:
+    return [el.proto.label for el in at.get("download_button")]
+
+
+@pytest.fixture
+def app(tiny_checkpoints, monkeypatch) -> AppTest:
+    monkeypatch.setenv("MEMLA_APP_MODEL", str(tiny_checkpoints["gemma3_text"]))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    _no_errors(at)
+    return at
+
+
+def _load_model(at: AppTest) -> None:
+    _by_label(at.button, "Load model").click().run()
+    _no_errors(at)
+    assert at.session_state["model_spec"] is not None
+    assert any("Parameters" == m.label for m in at.metric)
+
+
+def _pick_fact(at: AppTest) -> None:
+    at.switch_page("pages/facts.py").run()
+    next(s for s in at.selectbox if s.label.startswith("Fact to work on")).select(FACT).run()
+    _no_errors(at)
+    assert at.session_state["fact_id"] == FACT
+
+
+def _small_ig(at: AppTest) -> None:
+    _by_label(at.number_input, "IG steps m").set_value(2).run()
+    _by_label(at.slider, "Threshold").set_value(0.1).run()
+
+
+def test_every_page_renders_without_a_model(app):
+    for page in PAGES:
+        app.switch_page(page).run()
+        _no_errors(app)
+        # Drawn by app.py: the page ran inside the app's navigation, not on its own.
+        assert app.sidebar.markdown[0].value == "#### This session"
+    # Pages that need a model or a fact say so and link to the page that provides it.
+    app.switch_page("pages/edit.py").run()
+    assert any("No model is loaded" in i.value for i in app.info)
+
+
+def test_setup_loads_the_preselected_model(app, tiny_checkpoints):
+    assert _by_label(app.radio, "Model").value == str(tiny_checkpoints["gemma3_text"])
+    _load_model(app)
+    assert "dataset statistics (CSV)" in " ".join(_downloads(app))
+
+
+def test_pick_fact_shows_it_in_every_language(app):
+    _load_model(app)
+    _pick_fact(app)
+    side_by_side = app.dataframe[-1].value
+    assert "English (en)" in side_by_side.columns and "Chinese (zh)" in side_by_side.columns
+    assert side_by_side.loc["new answer", "English (en)"] == "Lyon"
+    assert f"Download fact {FACT} (CSV)" in _downloads(app)
+    # Search narrows the list.
+    _by_label(app.text_input, "Search").input("巴黎").run()
+    assert app.session_state["fact_id"] == FACT
+    _no_errors(app)
+
+
+def test_compute_neurons(app):
+    _load_model(app)
+    _pick_fact(app)
+    app.switch_page("pages/neurons.py").run()
+    _small_ig(app)
+    _by_label(app.button, "Find neurons").click().run()
+    _no_errors(app)
+    neurons = app.session_state["neurons"]
+    assert neurons is not None and neurons.fact_id == FACT and neurons.config.steps == 2
+    assert any("Found" in s.value for s in app.success)
+    assert len(app.get("plotly_chart")) >= 2
+    labels = _downloads(app)
+    assert "Download neuron sets per language (CSV)" in labels
+    assert any(label.startswith("Download neuron overlap") for label in labels)
+
+
+def test_apply_and_revert_an_edit(app):
+    _load_model(app)
+    _pick_fact(app)
+    app.switch_page("pages/edit.py").run()
+    _small_ig(app)
+    _by_label(app.number_input, "Max steps").set_value(3).run()
+    _by_label(app.number_input, "Learning rate").set_value(0.05).run()
+    _by_label(app.button, "Apply edit").click().run()
+    _no_errors(app)
+    outcomes = app.session_state["edits"]
+    assert list(outcomes) == ["memla"]
+    comparison = next(df.value for df in app.dataframe if "answer after" in getattr(df.value, "columns", []))
+    assert list(comparison["target language"]) == ["en", "zh", "fr", "de"]
+    labels = _downloads(app)
+    assert "Download memla before and after (CSV)" in labels
+    assert "Download this edit as a peft LoRA adapter (.zip)" in labels
+
+    _by_label(app.button, "Answer").click().run()
+    _no_errors(app)
+    answers = app.session_state["free_text_answers"]["answers"]
+    assert set(answers) == {"Unedited model", "Edited with MEMLA"}
+
+    _by_label(app.button, "Revert edit").click().run()
+    _no_errors(app)
+    assert app.session_state["edits"] == {}
+    assert any("reverted" in i.value for i in app.info)
+
+
+def test_ablation_switch_off_both_editors_is_explained(app):
+    _load_model(app)
+    _pick_fact(app)
+    app.switch_page("pages/edit.py").run()
+    _by_label(app.toggle, "Use the language-specific editor (LSE)").set_value(False).run()
+    _by_label(app.toggle, "Use the language-independent editor (LIE)").set_value(False).run()
+    assert any("use_lse / use_lie" in e.value for e in app.error)
+    assert _by_label(app.button, "Apply edit").disabled
+
+
+def test_upload_an_mkeb_file(app):
+    records = load_bundled().to_records()[:3]
+    app.file_uploader[0].set_value(("three.json", json.dumps(records).encode(), "application/json")).run()
+    _by_label(app.button, "Use this file").click().run()
+    _no_errors(app)
+    assert len(app.session_state["dataset"]) == 3
+
+
+def test_upload_an_invalid_file_shows_what_is_wrong(app):
+    app.file_uploader[0].set_value(("bad.json", b'[{"example_id": 1}]', "application/json")).run()
+    _by_label(app.button, "Use this file").click().run()
+    assert not app.exception
+    assert any("does not validate" in e.value and "edit" in e.value for e in app.error)
+
+
+def test_a_model_that_does_not_exist_is_an_error_not_a_traceback(app):
+    _by_label(app.radio, "Model").set_value("Another model (local folder or Hugging Face id)").run()
+    _by_label(app.text_input, "Folder or hub id").input("/nonexistent/model").run()
+    _by_label(app.button, "Load model").click().run()
+    assert not app.exception
+    assert any("Could not load model" in e.value for e in app.error)
+    assert app.session_state["model_spec"] is None
+
+
+def test_paper_tables(app):
+    app.switch_page("pages/benchmark.py").run()
+    _no_errors(app)
+    grid = app.dataframe[0].value
+    assert "en-avg" in grid.columns and "MEMLA" in grid.index
+    assert "Download paper table 3 ES (CSV)" in _downloads(app)
+
+
+def test_every_registered_method_has_a_settings_form(app):
+    from memla_core.editing import METHODS
+
+    _load_model(app)
+    _pick_fact(app)
+    app.switch_page("pages/edit.py").run()
+    _by_label(app.multiselect, "Methods (several = compared side by side on this fact)").set_value(list(METHODS)).run()
+    _no_errors(app)
+    assert [tab.label for tab in app.tabs][: len(METHODS)] == [spec.title for spec in METHODS.values()]
+    assert not _by_label(app.button, "Apply edit").disabled
+
+
+def test_methods_side_by_side(app):
+    _load_model(app)
+    _pick_fact(app)
+    app.switch_page("pages/edit.py").run()
+    _by_label(app.multiselect, "Methods (several = compared side by side on this fact)").set_value(["memla", "ike"]).run()
+    _small_ig(app)
+    _by_label(app.number_input, "Max steps").set_value(3).run()
+    _by_label(app.multiselect, "Evaluated in (target languages)").set_value(["en", "zh"]).run()
+    _by_label(app.button, "Apply edit").click().run()
+    _no_errors(app)
+    assert list(app.session_state["edits"]) == ["memla", "ike"]
+    grid = next(df.value for df in app.dataframe if "method" in getattr(df.value, "columns", []) and "en" in df.value.columns)
+    assert set(grid["method"]) == {"MEMLA", "IKE"}
+    assert "Download methods side by side ES (CSV)" in _downloads(app)
+    # Only MEMLA edits are LoRA adapters.
+    assert _downloads(app).count("Download this edit as a peft LoRA adapter (.zip)") == 1
