@@ -49,6 +49,18 @@ from .rome import (
 log = logging.getLogger(__name__)
 
 
+def check_layer_range(config) -> None:
+    """Shared checks of multi-layer configs (MEMIT, PMET): value fields, layers, λ."""
+    check_value_fields(config)
+    name = type(config).__name__
+    if config.layers is not None:
+        object.__setattr__(config, "layers", tuple(int(l) for l in config.layers))  # CLI gives strings
+        if list(config.layers) != sorted(set(config.layers)):
+            raise ValueError(f"{name}.layers must be increasing and distinct, got {config.layers}.")
+    if config.mom2_update_weight is not None and config.mom2_update_weight < 0:
+        raise ValueError(f"{name}.mom2_update_weight (λ) must be ≥ 0.")
+
+
 @dataclass(frozen=True)
 class MemitConfig:
     """MEMIT hyperparameters; defaults from the authors' ``MEMIT/gpt-j-6B.json`` (Meng et al. 2023)."""
@@ -69,13 +81,7 @@ class MemitConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
 
     def __post_init__(self) -> None:
-        check_value_fields(self)
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(int(l) for l in self.layers))  # CLI gives strings
-            if list(self.layers) != sorted(set(self.layers)):
-                raise ValueError(f"{type(self).__name__}.layers must be increasing and distinct, got {self.layers}.")
-        if self.mom2_update_weight is not None and self.mom2_update_weight < 0:
-            raise ValueError(f"{type(self).__name__}.mom2_update_weight (λ) must be ≥ 0.")
+        check_layer_range(self)
         if self.newton_steps < 1 or not self.mlp_trust_ratio > 0:
             raise ValueError(f"{type(self).__name__}: newton_steps must be ≥ 1 and mlp_trust_ratio > 0.")
 

@@ -29,10 +29,9 @@ from ..models import LoadedModel
 from .base import Edit, EditRequest, StepFn
 from .hparams import resolve
 from .layer_stats import LayerStats, ModuleKind, StatsConfig, module_name
-from .memit import least_squares_update
+from .memit import check_layer_range, least_squares_update
 from .rome import (
     TemporaryWeights,
-    check_value_fields,
     build_rows,
     capture,
     check_layers,
@@ -62,13 +61,7 @@ class PmetConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
 
     def __post_init__(self) -> None:
-        check_value_fields(self)
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(int(l) for l in self.layers))  # CLI gives strings
-            if list(self.layers) != sorted(set(self.layers)):
-                raise ValueError(f"PmetConfig.layers must be increasing and distinct, got {self.layers}.")
-        if self.mom2_update_weight is not None and self.mom2_update_weight < 0:
-            raise ValueError("PmetConfig.mom2_update_weight (λ) must be ≥ 0.")
+        check_layer_range(self)
 
 
 class PmetEditor:

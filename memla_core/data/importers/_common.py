@@ -76,6 +76,16 @@ def sample_ids(ids: Iterable[object], limit: int = 10) -> str:
     return shown + (f", … ({len(ids)} in all)" if len(ids) > limit else "")
 
 
+def skip_notes(skipped_blocks: list, dropped_records: list) -> list[str]:
+    """Notes shared by importers that skip unusable language blocks and empty records."""
+    notes = []
+    if skipped_blocks:
+        notes.append(f"{len(skipped_blocks)} unusable language blocks skipped: {sample_ids(skipped_blocks)}.")
+    if dropped_records:
+        notes.append(f"{len(dropped_records)} records dropped (no usable block): {sample_ids(dropped_records)}.")
+    return notes
+
+
 def validated(records: list[dict], name: str, notes: list[str]) -> MKEBDataset:
     """Run imported records through the shared loader and attach the importer's notes."""
     if not records:

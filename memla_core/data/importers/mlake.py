@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..loader import DatasetError, MKEBDataset
-from ._common import by_language, read_json_list, sample_ids, string_field, string_list_field, validated
+from ._common import by_language, read_json_list, sample_ids, string_field, string_list_field, validated, skip_notes
 
 MLAKE_TO_ISO: dict[str, str] = {"jp": "ja"}
 """MLaKE file-name codes that are not ISO 639-1; every other code is kept."""
@@ -83,15 +83,7 @@ class _Fallbacks:
                          f"{by_language(self.hop_empty)}.")
         if self.hop_orphan_files:
             notes.append(f"Ignored (no single-hop file of that language): {', '.join(self.hop_orphan_files)}.")
-        if self.skipped_blocks:
-            notes.append(
-                f"{len(self.skipped_blocks)} unusable language blocks skipped: {sample_ids(self.skipped_blocks)}."
-            )
-        if self.dropped_records:
-            notes.append(
-                f"{len(self.dropped_records)} records dropped (no usable block): {sample_ids(self.dropped_records)}."
-            )
-        return notes
+        return notes + skip_notes(self.skipped_blocks, self.dropped_records)
 
 
 def import_mlake(path: str | Path) -> MKEBDataset:

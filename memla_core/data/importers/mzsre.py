@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..loader import DatasetError, MKEBDataset
-from ._common import by_language, read_json_list, sample_ids, string_field, validated
+from ._common import by_language, read_json_list, sample_ids, string_field, validated, skip_notes
 
 MZSRE_TO_ISO: dict[str, str] = {"cz": "cs", "du": "nl"}
 """MzsRE's own language codes that are not ISO 639-1; every other code is kept."""
@@ -78,15 +78,7 @@ class _Fallbacks:
             notes.append(f"Empty 'loc' or 'loc_ans', so no neighborhood prompt: {by_language(self.no_neighborhood)}.")
         if self.no_multi_hop:
             notes.append(f"No usable 'portability' question, so no multi-hop: {by_language(self.no_multi_hop)}.")
-        if self.skipped_blocks:
-            notes.append(
-                f"{len(self.skipped_blocks)} unusable language blocks skipped: {sample_ids(self.skipped_blocks)}."
-            )
-        if self.dropped_records:
-            notes.append(
-                f"{len(self.dropped_records)} records dropped (no usable block): {sample_ids(self.dropped_records)}."
-            )
-        return notes
+        return notes + skip_notes(self.skipped_blocks, self.dropped_records)
 
 
 def import_mzsre(path: str | Path) -> MKEBDataset:
