@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..loader import DatasetError, MKEBDataset
-from ._common import by_language, read_json_list, sample_ids, string_field, string_list_field, validated, skip_notes
+from ._common import by_language, read_json_list, skip_notes, string_field, string_list_field, validated
 
 MLAKE_TO_ISO: dict[str, str] = {"jp": "ja"}
 """MLaKE file-name codes that are not ISO 639-1; every other code is kept."""

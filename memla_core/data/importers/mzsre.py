@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..loader import DatasetError, MKEBDataset
-from ._common import by_language, read_json_list, sample_ids, string_field, validated, skip_notes
+from ._common import by_language, read_json_list, sample_ids, skip_notes, string_field, validated
 
 MZSRE_TO_ISO: dict[str, str] = {"cz": "cs", "du": "nl"}
 """MzsRE's own language codes that are not ISO 639-1; every other code is kept."""
