@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -173,7 +174,9 @@ class MemlaEditor:
             fan_in_fan_out=lm.adapter.weight_layout == "in_out",
         )
         model = lm.model
-        peft_model = get_peft_model(model, lora_config)
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model = get_peft_model(model, lora_config)
         try:
             generator = torch.Generator().manual_seed(cfg.seed)
             params = []
