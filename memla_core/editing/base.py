@@ -8,6 +8,7 @@ finite is refused before any weight is written (peft's ``safe_merge`` idea).
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
@@ -60,6 +61,17 @@ class Edit:
     config: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)  # method-specific (neurons, adapters …)
+
+    @classmethod
+    def for_request(cls, method: str, request: EditRequest, started: float, **fields: Any) -> "Edit":
+        """An edit of ``request`` by ``method``; ``started`` is ``time.perf_counter()`` at the start."""
+        return cls(
+            method=method,
+            fact_id=request.fact.example_id,
+            source_language=request.source_language,
+            seconds=time.perf_counter() - started,
+            **fields,
+        )
 
     def apply(self, lm: LoadedModel) -> "AppliedEdit":
         params = dict(lm.model.named_parameters())

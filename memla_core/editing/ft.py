@@ -97,13 +97,10 @@ class FTEditor:
                     weight.copy_(original)
         if not torch.isfinite(delta).all():
             raise EditDivergedError("FT-L produced a non-finite weight change; nothing was applied. Lower FTConfig.lr.", trace)
-        return Edit(
-            method=self.name,
-            fact_id=request.fact.example_id,
-            source_language=lang,
+        return Edit.for_request(
+            self.name, request, start,
             weight_deltas={name: delta},
             trace=trace,
             config=asdict(cfg),
-            seconds=time.perf_counter() - start,
             details={"layer": cfg.layer, "max_abs_change": float(delta.abs().max())},
         )

@@ -108,12 +108,9 @@ class IkeEditor:
 
             pool = load_bundled().facts
         context, sources = build_context(request, pool, self.config)
-        return Edit(
-            method=self.name,
-            fact_id=request.fact.example_id,
-            source_language=request.source_language,
+        return Edit.for_request(
+            self.name, request, start,
             context=context,
             config=asdict(self.config),
-            seconds=time.perf_counter() - start,
             details={"demonstrations_from": sources},
         )

@@ -209,13 +209,10 @@ class MemitEditor:
                     log.debug("MEMIT layer %d: |residual| %.4g, |Δm| %.4g", layer, residual.norm(), change.norm())
             finally:
                 temporary.restore()
-        return Edit(
-            method=self.name,
-            fact_id=request.fact.example_id,
-            source_language=request.source_language,
+        return Edit.for_request(
+            self.name, request, start,
             weight_deltas=weight_deltas,
             trace=trace,
             config=asdict(cfg),
-            seconds=time.perf_counter() - start,
             details={"layers": layers, "prefixes": prefixes, "delta_norm": float(deltas[down_last].norm())},
         )

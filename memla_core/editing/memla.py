@@ -143,14 +143,11 @@ class MemlaEditor:
         )
         with lm.lock:
             trace, deltas, lora_state, lora_config = self._train(lm, plans, new, true, on_step)
-        return Edit(
-            method=self.name,
-            fact_id=request.fact.example_id,
-            source_language=lang,
+        return Edit.for_request(
+            self.name, request, start,
             weight_deltas=deltas,
             trace=trace,
             config=asdict(cfg),
-            seconds=time.perf_counter() - start,
             details={
                 "neurons": neurons,
                 "layers": [asdict(p) for p in plans],

@@ -105,14 +105,11 @@ class PmetEditor:
                         temporary.add(f"{name}.weight", delta)
             finally:
                 temporary.restore()
-        return Edit(
-            method=self.name,
-            fact_id=request.fact.example_id,
-            source_language=request.source_language,
+        return Edit.for_request(
+            self.name, request, start,
             weight_deltas=weight_deltas,
             trace=trace,
             config=asdict(cfg),
-            seconds=time.perf_counter() - start,
             details={
                 "layers": layers,
                 "prefixes": prefixes,

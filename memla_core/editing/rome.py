@@ -379,14 +379,11 @@ class RomeEditor:
             update = rank_one_update(key, deltas[name], cov).to(lm.device)
         weight_deltas = {f"{name}.weight": to_weight_layout(lm, update)}
         finite_or_raise(weight_deltas, trace, "ROME")
-        return Edit(
-            method=self.name,
-            fact_id=request.fact.example_id,
-            source_language=request.source_language,
+        return Edit.for_request(
+            self.name, request, start,
             weight_deltas=weight_deltas,
             trace=trace,
             config=asdict(cfg),
-            seconds=time.perf_counter() - start,
             details={"layer": cfg.layer, "prefixes": prefixes, "delta_norm": float(deltas[name].norm())},
         )
 
