@@ -190,9 +190,9 @@ def test_run_resumes_after_interruption_with_identical_rows(tiny_models, bundled
     calls: list[tuple[str, str]] = []
     real_find = runner_module.find_neurons
 
-    def counting_find(lm_, fact, source, config):
+    def counting_find(lm_, fact, source, config, **kwargs):
         calls.append((fact.example_id, source))
-        return real_find(lm_, fact, source, config)
+        return real_find(lm_, fact, source, config, **kwargs)
 
     monkeypatch.setattr(runner_module, "find_neurons", counting_find)
     whole = run_bench(_config(tmp_path / "whole.csv"), lm=lm, dataset=bundled)
@@ -235,7 +235,7 @@ def test_run_resumes_after_interruption_with_identical_rows(tiny_models, bundled
 
 
 def test_failed_edit_is_a_row_not_a_crash(tiny_models, bundled, tmp_path, monkeypatch):
-    def no_neurons(lm_, fact, source, config):
+    def no_neurons(lm_, fact, source, config, **_kwargs):
         empty = frozenset()
         return NeuronSets(fact.example_id, source, {source: empty}, empty, empty, config=config)
 

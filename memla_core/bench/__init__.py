@@ -1,7 +1,16 @@
 """The MKEB benchmark: run editing methods over facts and languages, resumably and in parallel,
 and summarise the rows into the paper's Tables 3-6 (docs/benchmarks.md)."""
 
-from .config import BenchConfig, BenchConfigError, MethodRun, ablation_methods, canonical_method, resolve_method
+from .config import (
+    BenchConfig,
+    BenchConfigError,
+    MethodRun,
+    ablation_methods,
+    canonical_method,
+    resolve_method,
+    speed_overrides,
+)
+from .job import BenchJob, JobStatus, results_dir, results_files
 from .distributed import ProcessContext, process_context
 from .paper import PAPER_DIR, PaperTables, load_paper_tables
 from .runner import BenchOutcome, run_bench, run_group, select_facts
@@ -22,6 +31,8 @@ from .summaries import (
 __all__ = [
     "BenchConfig",
     "BenchConfigError",
+    "BenchJob",
+    "JobStatus",
     "BenchOutcome",
     "KEY_COLUMNS",
     "METRIC_COLUMNS",
@@ -44,10 +55,13 @@ __all__ = [
     "multihop_table_wide",
     "process_context",
     "read_results",
+    "results_dir",
+    "results_files",
     "resolve_method",
     "run_bench",
     "run_group",
     "select_facts",
+    "speed_overrides",
     "target_means",
     "write_summaries",
 ]

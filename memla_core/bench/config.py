@@ -260,3 +260,30 @@ def coerce(value: Any, current: Any, path: str = "value") -> Any:
             f"'{path}' expects a {type(current).__name__} (now {current!r}); cannot use {value!r}."
         ) from None
     return parsed
+
+
+EDIT_STEP_FIELDS = ("max_steps", "steps", "num_steps", "v_steps")
+"""Optimisation-step fields of the method configs (MEMLA ``max_steps``, ROME ``v_steps`` …):
+one "edit steps" setting sets whichever a method has."""
+
+
+def speed_overrides(
+    ig_steps: int | None = None,
+    ig_baseline: str | None = None,
+    threshold: float | None = None,
+    independent_languages: tuple[str, ...] | None = None,
+    edit_steps: int | None = None,
+) -> dict[str, Any]:
+    """The settings people turn down when time is short, as ``common_overrides`` (None: default)."""
+    common: dict[str, Any] = {}
+    if ig_steps is not None:
+        common["neurons.steps"] = ig_steps
+    if ig_baseline is not None:
+        common["neurons.baseline"] = ig_baseline
+    if threshold is not None:
+        common["neurons.threshold"] = threshold
+    if independent_languages is not None:
+        common["neurons.independent_languages"] = tuple(independent_languages)
+    if edit_steps is not None:
+        common.update({name: edit_steps for name in EDIT_STEP_FIELDS})
+    return common

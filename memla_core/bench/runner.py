@@ -25,6 +25,7 @@ from ..editing.base import EditDivergedError, EditError, EditRequest
 from ..evaluation import evaluate
 from ..models import LoadedModel, load_model
 from ..neurons import NeuronConfig, NeuronSets, find_neurons
+from ..session import CancelToken
 from . import store
 from .config import BenchConfig, BenchConfigError, MethodRun, has_field, lenient_overrides, resolve_method
 from .distributed import ProcessContext, process_context
@@ -150,11 +151,15 @@ def run_group(
     config: BenchConfig,
     neuron_sets: dict[NeuronConfig, NeuronSets],
     pool: Sequence[Fact] | None = None,
+    cancel: CancelToken | None = None,
 ) -> list[dict]:
     """Edit, evaluate in every target, revert: the rows of one (fact, method, source) group.
 
     ``neuron_sets`` is shared by the groups of one (fact, source); the first MEMLA variant fills it.
-    ``pool`` is the dataset in-context methods draw demonstrations from.
+    ``pool`` is the dataset in-context methods draw demonstrations from. ``cancel`` stops the
+    group between optimisation steps or neuron prompts (``Cancelled``; the model is left unedited).
+    The whole group holds ``lm.lock``: in the app other sessions share the model, and must never
+    run it while this group's edit is written into the weights.
     """
     set_seed(config.seed)  # same randomness whatever ran before: resumed and sharded runs agree
     base = {
@@ -162,22 +167,29 @@ def run_group(
         "model": lm.key, "seed": config.seed, "settings": method.settings,
         "seconds_neurons": 0.0, "seconds_edit": 0.0, "seconds_eval": 0.0, "error": "",
     }
+
+    def check(*_args) -> None:
+        if cancel is not None:
+            cancel.check()
+
     try:
-        neurons = None
-        if method.uses_neurons:
-            neuron_config = method.config.neurons
-            if neuron_config not in neuron_sets:
-                start = time.perf_counter()
-                neuron_sets[neuron_config] = find_neurons(lm, fact, source, neuron_config)
-                base["seconds_neurons"] = time.perf_counter() - start
-            neurons = neuron_sets[neuron_config]
-        start = time.perf_counter()
-        edit = method.editor(neurons, pool).compute(lm, EditRequest(fact, source))
-        base["seconds_edit"] = time.perf_counter() - start
-        start = time.perf_counter()
-        with edit.applied(lm):
-            report = evaluate(lm, fact, list(targets), edit=edit, source_language=source)
-        base["seconds_eval"] = time.perf_counter() - start
+        with lm.lock:
+            neurons = None
+            if method.uses_neurons:
+                neuron_config = method.config.neurons
+                if neuron_config not in neuron_sets:
+                    start = time.perf_counter()
+                    neuron_sets[neuron_config] = find_neurons(lm, fact, source, neuron_config, progress=check)
+                    base["seconds_neurons"] = time.perf_counter() - start
+                neurons = neuron_sets[neuron_config]
+            start = time.perf_counter()
+            edit = method.editor(neurons, pool).compute(lm, EditRequest(fact, source), on_step=check)
+            base["seconds_edit"] = time.perf_counter() - start
+            check()
+            start = time.perf_counter()
+            with edit.applied(lm):
+                report = evaluate(lm, fact, list(targets), edit=edit, source_language=source)
+            base["seconds_eval"] = time.perf_counter() - start
     except EditError as err:
         log.info("%s on %s (%s) failed: %s", method.name, fact.example_id, source, err)
         return _failure_rows(base, targets, err)
@@ -220,9 +232,15 @@ def run_bench(
     progress: ProgressFn | None = None,
     after_group: GroupHook | None = None,
     context: ProcessContext | None = None,
+    cancel: CancelToken | None = None,
 ) -> BenchOutcome:
     """Run (or resume) a benchmark; see the module docstring. Pass ``lm``/``dataset`` to reuse
-    loaded ones; under ``accelerate launch`` each process loads the model on its own device."""
+    loaded ones; under ``accelerate launch`` each process loads the model on its own device.
+
+    ``cancel`` (single process only: other processes would wait at the barrier) stops the run
+    with ``Cancelled`` within one optimisation step; every finished group is already on disk,
+    so running the same config again resumes.
+    """
     ctx = context or process_context(config.model.device, config.barrier_timeout_s)
     dataset = dataset or load_dataset(config.dataset)
     facts = select_facts(dataset, config)
@@ -268,7 +286,9 @@ def run_bench(
                 if key in done:
                     skipped += 1
                     continue
-                rows = run_group(lm, fact, source, method, targets, config, neuron_sets, dataset.facts)
+                if cancel is not None:
+                    cancel.check()
+                rows = run_group(lm, fact, source, method, targets, config, neuron_sets, dataset.facts, cancel)
                 store.append_rows(writer, rows)
                 own_rows += rows
                 computed += 1

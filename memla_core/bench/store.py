@@ -76,9 +76,13 @@ def read_results(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return empty_results()
-    text = path.read_text(encoding="utf-8")
+    return parse_results(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_results(text: str, name: str = "results") -> pd.DataFrame:
+    """``read_results`` for text that is not a file of ours (an upload in the app)."""
     if not text.endswith("\n"):
-        log.warning("%s ends in a cut-off line (interrupted write); it is dropped.", path)
+        log.warning("%s ends in a cut-off line (interrupted write); it is dropped.", name)
         text = text[: text.rfind("\n") + 1]
     if not text.strip():
         return empty_results()
@@ -88,8 +92,8 @@ def read_results(path: Path) -> pd.DataFrame:
     missing = [c for c in KEY_COLUMNS + ("target_lang",) if c not in frame.columns]
     if missing:
         raise ValueError(
-            f"{path} is not a memla bench results file (no column {', '.join(missing)}); "
-            "choose another --out or delete it."
+            f"{name} is not a memla bench results file (no column {', '.join(missing)}); "
+            "choose another results file (--out) or delete it."
         )
     for column in RESULT_COLUMNS:
         if column not in frame.columns:

@@ -257,6 +257,19 @@ def coverage(results: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()[columns]
 
 
+def run_totals(results: pd.DataFrame) -> dict[str, float]:
+    """Facts, edits (groups), failed edits and compute seconds (neurons + edit + evaluation,
+    summed over groups: the wall time of a single-process run, less loading)."""
+    groups = results.drop_duplicates(subset=["fact_id", "method", "source_lang"])
+    seconds = groups[["seconds_neurons", "seconds_edit", "seconds_eval"]].fillna(0).to_numpy().sum()
+    return {
+        "facts": int(results["fact_id"].nunique()),
+        "edits": len(groups),
+        "failed": int((groups["error"].fillna("") != "").sum()),
+        "seconds": float(seconds),
+    }
+
+
 # --------------------------------------------------------------------------- files
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..bench import BenchConfig, ablation_methods, load_paper_tables, run_bench
-from ..bench.config import canonical_method
+from ..bench.config import canonical_method, speed_overrides
 from ..bench.summaries import (
     ablation_table,
     ablation_table_wide,
@@ -31,11 +31,6 @@ from ..editing.memla import ABLATIONS
 from ..editing.registry import METHODS
 from ..models import ModelSpec
 from .common import add_dataset_args, add_model_args
-
-
-EDIT_STEP_FIELDS = ("max_steps", "steps", "num_steps", "v_steps")
-"""Optimisation-step fields of the method configs (MEMLA ``max_steps``, ROME ``v_steps`` …):
-``--edit-steps`` sets whichever a method has."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -112,18 +107,8 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def bench_config(args: argparse.Namespace) -> BenchConfig:
-    common: dict[str, object] = {}
-    if args.ig_steps is not None:
-        common["neurons.steps"] = args.ig_steps
-    if args.ig_baseline is not None:
-        common["neurons.baseline"] = args.ig_baseline
-    if args.threshold is not None:
-        common["neurons.threshold"] = args.threshold
-    if args.independent_langs is not None:
-        common["neurons.independent_languages"] = tuple(_split(args.independent_langs))
-    if args.edit_steps is not None:
-        for name in EDIT_STEP_FIELDS:
-            common[name] = args.edit_steps
+    independent = None if args.independent_langs is None else tuple(_split(args.independent_langs))
+    common = speed_overrides(args.ig_steps, args.ig_baseline, args.threshold, independent, args.edit_steps)
     targets = None if args.target_langs.strip().lower() == "all" else tuple(_split(args.target_langs))
     return BenchConfig(
         model=ModelSpec(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code),

@@ -1,0 +1,158 @@
+"""A benchmark run on a background thread, for front ends that must stay responsive (the app).
+
+The thread calls ``run_bench`` with a ``CancelToken``; the front end polls ``status()`` and
+``results()``. Rows reach the results file group by group, so cancelling loses at most the group
+in progress, and starting the same config again resumes it. One process may run several jobs,
+but never two on one results file (their appends would interleave).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from ..data import MKEBDataset
+from ..models import LoadedModel
+from ..paths import cache_dir
+from ..session import Cancelled, CancelToken
+from . import store
+from .config import BenchConfig, BenchConfigError
+from .distributed import SINGLE_PROCESS
+from .runner import BenchOutcome, run_bench
+from .store import Key
+
+log = logging.getLogger(__name__)
+
+JobState = Literal["pending", "running", "done", "cancelled", "failed"]
+
+
+def results_dir() -> Path:
+    """Where the app keeps its runs' results files: ``$MEMLA_CACHE/bench``."""
+    path = cache_dir() / "bench"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def results_files(folder: Path | None = None) -> list[Path]:
+    """Results files in ``folder`` (default ``results_dir()``), newest first; summaries and part
+    files that ``run_bench`` writes next to them are left out."""
+    folder = folder or results_dir()
+    found = [p for p in folder.glob("*.csv") if "." not in p.stem]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of a job, safe to read from another thread."""
+
+    state: JobState
+    facts_done: int = 0
+    facts_total: int = 0
+    current: str = ""
+    groups_computed: int = 0
+    groups_failed: int = 0
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("pending", "running")
+
+    @property
+    def fraction(self) -> float:
+        return self.facts_done / self.facts_total if self.facts_total else 0.0
+
+    @property
+    def elapsed_s(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.time()) - self.started
+
+
+_ACTIVE: dict[Path, "BenchJob"] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+class BenchJob:
+    """``run_bench(config)`` on a daemon thread, always as a single process."""
+
+    def __init__(self, config: BenchConfig, lm: LoadedModel, dataset: MKEBDataset | None = None):
+        self.config = config
+        self.lm = lm
+        self.dataset = dataset
+        self.token = CancelToken()
+        self.outcome: BenchOutcome | None = None
+        self.error: BaseException | None = None
+        self._status = JobStatus("pending")
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"memla-bench:{config.out.name}", daemon=True)
+
+    @property
+    def path(self) -> Path:
+        return self.config.out.resolve()
+
+    def start(self) -> "BenchJob":
+        with _ACTIVE_LOCK:
+            other = _ACTIVE.get(self.path)
+            if other is not None and other.status().active:
+                raise BenchConfigError(
+                    f"A benchmark is already writing {self.config.out}; wait for it, stop it, or choose another results file."
+                )
+            _ACTIVE[self.path] = self
+        self._update(state="running", started=time.time())
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask the run to stop; it does within one optimisation step (see ``status``)."""
+        self.token.cancel()
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        self._thread.join(timeout)
+        return self.status()
+
+    def status(self) -> JobStatus:
+        with self._lock:
+            return self._status
+
+    def results(self) -> pd.DataFrame:
+        """Every row in the results file so far (earlier runs' included)."""
+        return store.read_all(self.config.out)
+
+    # ------------------------------------------------------------------ thread side
+
+    def _update(self, **changes) -> None:
+        with self._lock:
+            self._status = replace(self._status, **changes)
+
+    def _progress(self, done: int, total: int, label: str) -> None:
+        self._update(facts_done=done, facts_total=total, current=label)
+
+    def _group_done(self, _key: Key, rows: list[dict]) -> None:
+        failed = bool(rows and rows[0].get("error"))
+        with self._lock:
+            self._status = replace(
+                self._status,
+                groups_computed=self._status.groups_computed + 1,
+                groups_failed=self._status.groups_failed + failed,
+            )
+
+    def _run(self) -> None:
+        try:
+            self.outcome = run_bench(
+                self.config, lm=self.lm, dataset=self.dataset, progress=self._progress,
+                after_group=self._group_done, context=SINGLE_PROCESS, cancel=self.token,
+            )
+            state: JobState = "done"
+        except Cancelled as err:
+            self.error, state = err, "cancelled"
+        except Exception as err:  # noqa: BLE001 - kept for the front end to show
+            log.exception("Benchmark run %s failed", self.config.out)
+            self.error, state = err, "failed"
+        self._update(state=state, finished=time.time())
