@@ -121,6 +121,25 @@ def score_heatmap(grid: pd.DataFrame, title: str, zmax: float = 100.0, fmt: str 
     return _layout(fig, title, height=max(260, 40 * len(grid) + 120))
 
 
+def difference_heatmap(grid: pd.DataFrame, title: str, fmt: str = "+.1f") -> go.Figure:
+    """Signed differences in percentage points (ours − paper): blue above, red below, white at 0;
+    the scale is symmetric so equal gaps look equally strong either way."""
+    values = grid.values.astype(float)
+    finite = np.abs(values[np.isfinite(values)])
+    bound = max(float(finite.max()) if finite.size else 0.0, 1.0)
+    text = grid.map(lambda v: "" if pd.isna(v) else format(v, fmt))
+    fig = go.Figure(
+        go.Heatmap(
+            z=values, x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
+            text=text.values, texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound,
+            hovertemplate="%{y}, %{x}: %{z:+.2f} points<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(type="category")
+    return _layout(fig, title, height=max(260, 40 * len(grid) + 120))
+
+
 def grouped_bars(grid: pd.DataFrame, title: str, y_title: str = "%") -> go.Figure:
     """One bar group per column, one bar per row (e.g. ablation variants per setting)."""
     fig = go.Figure()

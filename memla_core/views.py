@@ -280,14 +280,42 @@ def paper_table(name: str) -> pd.DataFrame:
     return pd.read_csv(PAPER_DIR / f"{name}.csv")
 
 
+def target_order(codes: Sequence[str]) -> list[str]:
+    """The paper's column order; languages it lacks (imported data) after, ``avg`` last."""
+    present = set(codes)
+    known = [c for c in PAPER_LANGUAGES if c in present and c != "avg"]
+    extra = sorted(present - set(PAPER_LANGUAGES))
+    return known + extra + (["avg"] if "avg" in present else [])
+
+
 def main_results_grid(frame: pd.DataFrame, source_language: str, metric: str) -> pd.DataFrame:
-    """Tables 3/4 for one metric: methods × target languages (the paper's column order)."""
+    """Tables 3/4 for one metric: methods × target languages (the paper's column order).
+
+    ``frame`` is the long format of ``assets/paper/main_results.csv``, which the benchmark's
+    ``main_table`` shares, so the same grid serves the paper's numbers and a run's.
+    """
     rows = frame[(frame["source_lang"] == source_language) & (frame["metric"] == metric)]
-    grid = rows.pivot(index="method", columns="target_lang", values="value")
-    grid = grid[[c for c in PAPER_LANGUAGES if c in grid.columns]]
+    grid = rows.pivot_table(index="method", columns="target_lang", values="value", aggfunc="first")
+    grid = grid[target_order(list(grid.columns))]
     grid.columns = [f"{source_language}-{c}" for c in grid.columns]
+    grid.columns.name = None
     order = [m for m in rows["method"].drop_duplicates()]
     return grid.loc[order]
+
+
+def source_target_grid(frame: pd.DataFrame, method: str, metric: str) -> pd.DataFrame:
+    """One method and metric of a main table: source languages × target languages."""
+    rows = frame[(frame["method"] == method) & (frame["metric"] == metric)]
+    grid = rows.pivot_table(index="source_lang", columns="target_lang", values="value", aggfunc="first")
+    grid = grid[target_order(list(grid.columns))]
+    grid = grid.loc[[s for s in target_order(list(grid.index))]]
+    grid.index.name, grid.columns.name = "source", None
+    return grid
+
+
+def difference_grid(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """``ours − paper`` cell by cell, on our rows and columns; NaN where the paper has no cell."""
+    return ours - paper.reindex(index=ours.index, columns=ours.columns)
 
 
 def ablation_grid(frame: pd.DataFrame) -> pd.DataFrame:

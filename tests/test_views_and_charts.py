@@ -14,6 +14,7 @@ from memla_core.evaluation import EvalReport
 from memla_core.neurons import NeuronConfig, NeuronSets, PromptAttribution
 from memla_core.views import (
     ablation_grid,
+    difference_grid,
     edit_comparison,
     fact_side_by_side,
     filter_facts,
@@ -24,7 +25,9 @@ from memla_core.views import (
     multihop_grid,
     neuron_overlap,
     paper_table,
+    source_target_grid,
     style_scores,
+    target_order,
     top_neurons,
 )
 
@@ -137,3 +140,33 @@ def test_other_charts():
     grid = main_results_grid(paper_table("main_results"), "zh", "NS")
     assert charts.score_heatmap(grid, "t").data[0].zmax == 100.0
     assert len(charts.grouped_bars(ablation_grid(paper_table("ablation")).T, "t").data) == 6
+
+
+def _long(cells: list[tuple[str, str, str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(cells, columns=["metric", "method", "source_lang", "target_lang", "value"]).assign(table=3)
+
+
+def test_benchmark_grids_by_hand():
+    assert target_order(["avg", "xx", "zh", "en", "ab"]) == ["en", "zh", "ab", "xx", "avg"]
+    ours = _long([
+        ("ES", "MEMLA", "en", "en", 90.0), ("ES", "MEMLA", "en", "zh", 40.0), ("ES", "MEMLA", "en", "avg", 40.0),
+        ("ES", "FT", "en", "en", 80.0), ("ES", "FT", "en", "zh", 10.0), ("ES", "FT", "en", "avg", 10.0),
+        ("ES", "MEMLA", "zh", "zh", 70.0), ("ES", "MEMLA", "zh", "en", 30.0), ("NS", "MEMLA", "en", "en", 5.0),
+    ])
+    grid = main_results_grid(ours, "en", "ES")
+    assert list(grid.columns) == ["en-en", "en-zh", "en-avg"] and list(grid.index) == ["MEMLA", "FT"]
+    st = source_target_grid(ours, "MEMLA", "ES")
+    assert list(st.index) == ["en", "zh"] and list(st.columns) == ["en", "zh", "avg"]
+    assert st.loc["zh", "en"] == 30.0 and math.isnan(st.loc["zh", "avg"])
+
+    paper = main_results_grid(paper_table("main_results"), "en", "ES")
+    diff = difference_grid(grid, paper)
+    assert diff.shape == grid.shape
+    assert diff.loc["FT", "en-zh"] == pytest.approx(10.0 - paper.loc["FT", "en-zh"])
+    only_ours = difference_grid(grid.rename(index={"FT": "NEW"}), paper)
+    assert only_ours.loc["NEW"].isna().all()  # the paper has no such row: no difference, not a zero
+
+    fig = charts.difference_heatmap(diff, "d")
+    heat = fig.data[0]
+    assert heat.zmid == 0 and heat.zmin == -heat.zmax == -np.nanmax(np.abs(diff.values))
+    assert heat.text[1][1].startswith("-")  # signed labels
