@@ -22,7 +22,7 @@ page = st.navigation(
         st.Page(PAGES["facts"], title="2 · Facts", icon=":material/list:", url_path="choose-fact"),
         st.Page(PAGES["neurons"], title="3 · Neurons", icon=":material/hub:", url_path="knowledge-neurons"),
         st.Page(PAGES["edit"], title="4 · Edit", icon=":material/edit:", url_path="edit-fact"),
-        st.Page(PAGES["benchmark"], title="Paper results", icon=":material/table_chart:", url_path="paper-results"),
+        st.Page(PAGES["benchmark"], title="5 · Benchmark", icon=":material/table_chart:", url_path="run-benchmark"),
     ]
 )
 draw_sidebar()

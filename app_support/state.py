@@ -29,6 +29,8 @@ NEURONS = "neurons"  # NeuronSets of the current fact, or None
 EDITS = "edits"  # {method: EditOutcome}: this session's edits of the current fact
 NOTICE = "notice"  # (kind, text) to show once on the next run: kind is "info" or "success"
 FREE_TEXT = "free_text_answers"  # {"prompt": str, "answers": {column: text}}
+BENCH_JOB = "bench_job"  # this session's latest BenchJob (running or finished), or None
+BENCH_FILE = "bench_file"  # the results file the Benchmark page shows, or None
 
 # Settings (plain keys that survive page switches; widgets are bound to them)
 IG_STEPS = "ig_steps"
@@ -57,6 +59,8 @@ DEFAULTS: dict[str, Any] = {
     EDITS: {},
     NOTICE: None,
     FREE_TEXT: None,
+    BENCH_JOB: None,
+    BENCH_FILE: None,
     IG_STEPS: _DEFAULT_NEURONS.steps,
     IG_BASELINE: _DEFAULT_NEURONS.baseline,
     IG_THRESHOLD: _DEFAULT_NEURONS.threshold,

@@ -173,9 +173,70 @@ def test_a_model_that_does_not_exist_is_an_error_not_a_traceback(app):
 def test_paper_tables(app):
     app.switch_page("pages/benchmark.py").run()
     _no_errors(app)
+    assert any("Load a model on the Setup page" in i.value for i in app.info)  # the run form needs a model
+    assert any("No benchmark results yet" in i.value for i in app.info)
     grid = app.dataframe[0].value
     assert "en-avg" in grid.columns and "MEMLA" in grid.index
     assert "Download paper table 3 ES (CSV)" in _downloads(app)
+
+
+def _fill_bench_form(at: AppTest, name: str, facts: int, methods: list[str]) -> None:
+    _by_label(at.multiselect, "Methods").set_value(methods)
+    _by_label(at.multiselect, "Evaluated in (target languages)").set_value(["en", "zh"])
+    _by_label(at.number_input, "Number of facts (the first N)").set_value(facts)
+    _by_label(at.number_input, "IG steps (knowledge neurons)").set_value(2)
+    _by_label(at.number_input, "Edit steps").set_value(3)
+    _by_label(at.text_input, "Results file").input(name)
+    _by_label(at.button, "Start the benchmark").click().run()
+    _no_errors(at)
+
+
+def test_benchmark_page_runs_and_shows_results_next_to_the_paper(app):
+    from memla_core.bench import main_table, read_results
+    from memla_core.views import main_results_grid, paper_table
+
+    _load_model(app)
+    app.switch_page("pages/benchmark.py").run()
+    _fill_bench_form(app, "apptest", facts=2, methods=["memla", "ike"])
+    job = app.session_state["bench_job"]
+    assert job.wait(300).state == "done", job.error
+    app.run()
+    _no_errors(app)
+    assert any("The last run finished" in s.value for s in app.success)
+    assert _by_label(app.selectbox, "Results file").value.endswith("apptest.csv")
+    assert [m.value for m in app.metric][:3] == ["2", "4", "0"]  # facts, edits, failed edits
+    downloads = _downloads(app)
+    for name in ("apptest en ES ours", "apptest en ES paper", "apptest en ES difference", "apptest rows",
+                 "apptest time and coverage", "apptest table en (all metrics, as printed)"):
+        assert f"Download {name} (CSV)" in downloads, downloads
+    # The difference shown is ours − paper, cell by cell.
+    ours = main_results_grid(main_table(read_results(job.config.out)), "en", "ES")
+    paper = main_results_grid(paper_table("main_results"), "en", "ES")
+    shown = next(d.value for d in app.dataframe if "en-avg" in d.value.columns and "IKE" in d.value.index
+                 and d.value.loc["IKE", "en-en"] == pytest.approx(ours.loc["IKE", "en-en"] - paper.loc["IKE", "en-en"], abs=0.01))
+    assert shown.loc["MEMLA", "en-zh"] == pytest.approx(ours.loc["MEMLA", "en-zh"] - paper.loc["MEMLA", "en-zh"], abs=0.01)
+
+
+def test_benchmark_can_be_stopped_and_resumed_from_the_page(app):
+    _load_model(app)
+    app.switch_page("pages/benchmark.py").run()
+    _fill_bench_form(app, "stopme", facts=40, methods=["memla"])
+    job = app.session_state["bench_job"]
+    assert job.status().active  # 40 facts take far longer than one page run
+    assert any(p.proto.text.startswith("Running") for p in app.get("progress"))
+    _by_label(app.button, "Stop the benchmark").click().run()
+    assert job.wait(120).state == "cancelled"
+    app.run()
+    _no_errors(app)
+    assert any("The last run was stopped" in i.value for i in app.info)
+    stopped = job.status()
+    assert stopped.facts_done < 40
+    # Starting it again with the same results file computes only what is missing.
+    _fill_bench_form(app, "stopme", facts=1, methods=["memla"])
+    again = app.session_state["bench_job"]
+    assert again is not job and again.wait(120).state == "done", again.error
+    assert again.status().groups_computed == (0 if stopped.groups_computed else 1)
+    assert set(again.results()["fact_id"]) >= {"geo-capital-france"}
 
 
 def test_every_registered_method_has_a_settings_form(app):

@@ -1,0 +1,327 @@
+"""The Benchmark page's parts: a run form, the live view of a running job, and a run's tables
+next to the paper's. The run itself is ``memla_core.bench.BenchJob`` on a background thread, so
+the page stays usable (and other pages too) while it computes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from memla_core.bench import BenchConfig, BenchJob, JobStatus, results_dir, results_files, speed_overrides
+from memla_core.bench.config import canonical_method
+from memla_core.bench.store import parse_results, read_all
+from memla_core.bench.summaries import (
+    ablation_table,
+    ablation_table_wide,
+    coverage,
+    main_table,
+    main_table_wide,
+    multihop_table,
+    multihop_table_wide,
+    run_totals,
+)
+from memla_core.charts import difference_heatmap, grouped_bars, score_heatmap
+from memla_core.editing import METHODS
+from memla_core.editing.memla import ABLATIONS
+from memla_core.neurons import NeuronConfig
+from memla_core.views import (
+    ablation_grid,
+    difference_grid,
+    language_label,
+    main_results_grid,
+    multihop_grid,
+    prompt_length_grid,
+    source_target_grid,
+)
+
+from . import state
+from .resources import get_model, is_loaded, paper
+from .sidebar import method_title
+from .widgets import PAGES, error_message, table
+
+POLL_SECONDS = 2.0
+"""How often the live view of a running benchmark refreshes."""
+
+
+# --------------------------------------------------------------------------- launching
+
+
+def _file_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
+
+
+def _start(config: BenchConfig, lm, dataset) -> None:
+    try:
+        job = BenchJob(config, lm, dataset).start()
+    except ValueError as err:  # BenchConfigError: another job writes this file
+        state.notify(error_message(err, "Starting the benchmark"))
+        return
+    st.session_state[state.BENCH_JOB] = job
+    st.session_state[state.BENCH_FILE] = str(config.out)
+
+
+def run_panel() -> None:
+    """The form that starts a run, or the live view of this session's running one."""
+    spec = state.model_spec()
+    if spec is None or not is_loaded(spec):
+        st.info("Load a model on the Setup page first; the benchmark edits that model.")
+        st.page_link(PAGES["home"], label="Go to Setup", icon=":material/settings:")
+        return
+    job: BenchJob | None = st.session_state[state.BENCH_JOB]
+    if job is not None and job.status().active:
+        job_monitor(job)
+        return
+    if job is not None:
+        _show_finished(job)
+    _run_form(get_model(spec), spec)
+
+
+def _run_form(lm, spec) -> None:
+    data = state.dataset()
+    languages = sorted(data.languages, key=lambda c: (c != "en", c))
+    with st.form("bench_form"):
+        st.markdown(f"Model **{spec.name_or_path}**, dataset **{data.name}** ({len(data)} facts) — change them on Setup and Facts.")
+        c1, c2 = st.columns(2)
+        methods = c1.multiselect("Methods", list(METHODS), default=["memla", "ft"], format_func=method_title)
+        variants = c2.multiselect("MEMLA ablations (paper Table 5)", list(ABLATIONS[1:]),
+                                  help="Each variant is one more method; they share MEMLA's knowledge neurons.")
+        c1, c2 = st.columns(2)
+        sources = c1.multiselect("Edit made in (source languages)", languages, default=["en"] if "en" in languages else languages[:1],
+                                 format_func=language_label, help="The paper: English (Table 3) and Chinese (Table 4).")
+        targets = c2.multiselect("Evaluated in (target languages)", languages, format_func=language_label,
+                                 placeholder="every language of each fact", help="Leave empty for every language, as in the paper.")
+        c1, c2, c3 = st.columns(3)
+        limit = c1.number_input("Number of facts (the first N)", min_value=1, max_value=len(data), value=min(3, len(data)))
+        chosen = c2.multiselect("…or exactly these facts", [f.example_id for f in data], placeholder="the first N",
+                                format_func=lambda fid: data.get(fid).label)
+        seed = c3.number_input("Seed", min_value=0, value=0, step=1)
+        c1, c2, c3 = st.columns(3)
+        ig_steps = c1.number_input("IG steps (knowledge neurons)", min_value=1, value=NeuronConfig().steps,
+                                   help="Fewer steps: faster, rougher neurons. The paper uses 20.")
+        edit_steps = c2.number_input("Edit steps", min_value=1, value=None, placeholder="each method's default",
+                                     help="Optimisation steps of every edit (MEMLA max_steps, ROME v_steps …).")
+        name = c3.text_input("Results file", value=f"{_file_name(spec.name_or_path.split('/')[-1])}-{dt.date.today():%Y%m%d}",
+                             help=f"Saved as <name>.csv in {results_dir()}. A name used before resumes that run.")
+        overwrite = st.checkbox("Discard the rows already in this results file (otherwise the run resumes)")
+        submitted = st.form_submit_button("Start the benchmark", type="primary", icon=":material/play_arrow:")
+    st.caption("Each (fact, method, source language) edits the unedited model, scores every target language and "
+               "reverts. Gemma 3 270M on a laptop CPU: MEMLA about 1–2 min per fact (knowledge neurons, cached "
+               "afterwards), ROME/MEMIT/PMET about 1 min per edit, FT and IKE seconds.")
+    if not submitted:
+        return
+    if not methods or not sources or not _file_name(name):
+        st.error("Choose at least one method and one source language, and give the results file a name.")
+        return
+    try:
+        config = BenchConfig(
+            model=spec,
+            dataset=data.name,
+            methods=tuple(methods) + tuple(canonical_method(f"memla:{v}") for v in variants),
+            source_languages=tuple(sources),
+            target_languages=tuple(targets) or None,
+            fact_ids=tuple(chosen),
+            limit=None if chosen else int(limit),
+            seed=int(seed),
+            common_overrides=speed_overrides(ig_steps=int(ig_steps), edit_steps=None if edit_steps is None else int(edit_steps)),
+            out=results_dir() / f"{_file_name(name)}.csv",
+            overwrite=overwrite,
+        )
+    except ValueError as err:
+        st.error(error_message(err, "Starting the benchmark"))
+        return
+    _start(config, lm, data)
+    st.rerun()
+
+
+def _status_line(status: JobStatus) -> str:
+    minutes, seconds = divmod(int(status.elapsed_s), 60)
+    return (f"{status.facts_done}/{status.facts_total} facts, {status.groups_computed} edit(s) done "
+            f"({status.groups_failed} failed) in {minutes} min {seconds:02d} s")
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def job_monitor(job: BenchJob) -> None:
+    """Progress, a Stop button and the rows so far; refreshes itself until the job ends."""
+    status = job.status()
+    if not status.active:
+        st.rerun()  # the whole page: the form and the finished run's tables come back
+    st.progress(status.fraction, text=f"Running: {status.current or 'starting …'}")
+    st.caption(f"{_status_line(status)} → `{job.config.out}`. You can use other pages meanwhile.")
+    if job.token.cancelled:
+        st.info("Stopping within one optimisation step; every finished edit is already saved.")
+    elif st.button("Stop the benchmark", icon=":material/stop:", key="bench_stop"):
+        job.cancel()
+        st.info("Stopping within one optimisation step; every finished edit is already saved.")
+    rows = job.results()
+    if not rows.empty:
+        st.markdown("**Finished edits so far** (mean over target languages)")
+        done = rows.groupby(["fact_id", "method", "source_lang"], sort=False)[["ES", "PS", "NS", "QS", "seconds_edit"]].mean()
+        st.dataframe(done.reset_index().tail(15), hide_index=True)
+
+
+def _show_finished(job: BenchJob) -> None:
+    status = job.status()
+    if status.state == "done":
+        st.success(f"The last run finished: {_status_line(status)}. Its tables are under *Results next to the paper*.")
+    elif status.state == "cancelled":
+        st.info(f"The last run was stopped: {_status_line(status)}. Start it again with the same results file to resume.")
+    elif job.error is not None:
+        st.error(error_message(job.error, "The benchmark"))
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _choose_results() -> tuple[pd.DataFrame, str] | None:
+    files = results_files()
+    current = st.session_state[state.BENCH_FILE]
+    names = [str(p) for p in files]
+    if current and current not in names and Path(current).exists():
+        names.insert(0, current)
+    c1, c2 = st.columns(2)
+    upload = c2.file_uploader("…or a results CSV from `memla bench`", type=["csv"], key="bench_upload")
+    if upload is not None:
+        try:
+            return parse_results(upload.getvalue().decode("utf-8"), upload.name), upload.name
+        except (ValueError, UnicodeDecodeError) as err:
+            st.error(error_message(err, "Reading the uploaded file"))
+            return None
+    if not names:
+        c1.info("No benchmark results yet: start a run in the first tab, or upload a results CSV.")
+        return None
+    index = names.index(current) if current in names else 0
+    chosen = c1.selectbox("Results file", names, index=index, format_func=lambda p: Path(p).name,
+                          help=f"Runs started here are saved in {results_dir()}.")
+    st.session_state[state.BENCH_FILE] = chosen
+    return read_all(Path(chosen)), Path(chosen).name
+
+
+def results_panel() -> None:
+    """A run's summary tables as heatmaps, each next to the paper's and their difference."""
+    picked = _choose_results()
+    if picked is None:
+        return
+    results, name = picked
+    if results.empty:
+        st.info(f"{name} has no rows yet.")
+        return
+    totals = run_totals(results)
+    cols = st.columns(4)
+    cols[0].metric("Facts", totals["facts"])
+    cols[1].metric("Edits", totals["edits"])
+    cols[2].metric("Failed edits", totals["failed"])
+    cols[3].metric("Compute time", f"{totals['seconds'] / 60:.1f} min")
+    st.caption("Our numbers come from your model and facts; the paper's from mGPT 1.3B on the full MKEB. "
+               "Differences are ours − paper, in percentage points: blue above the paper, red below.")
+    main = main_table(results)
+    stem = Path(name).stem
+    tabs = st.tabs(["Tables 3–4 (method × target)", "Source × target", "Table 5: ablation", "Table 6: multi-hop",
+                    "Time and coverage", "All rows"])
+    with tabs[0]:
+        _main_comparison(main, stem)
+    with tabs[1]:
+        _source_target(main, stem)
+    with tabs[2]:
+        _ablation(results, stem)
+    with tabs[3]:
+        _multihop(results, stem)
+    with tabs[4]:
+        table(coverage(results), f"{stem} time and coverage")
+    with tabs[5]:
+        table(results, f"{stem} rows")
+
+
+def _side_by_side(ours: pd.DataFrame, theirs: pd.DataFrame, what: str, name: str, fmt: str = ".1f") -> None:
+    """Our grid, the paper's, and the difference, each with its CSV."""
+    st.plotly_chart(score_heatmap(ours, f"Ours: {what}", fmt=fmt))
+    table(ours.round(2), f"{name} ours", index=True)
+    shared = theirs.reindex(index=[i for i in ours.index if i in theirs.index])
+    if shared.empty:
+        st.caption("The paper has no numbers for these rows.")
+        return
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(score_heatmap(theirs, f"Paper: {what}", fmt=fmt))
+        table(theirs, f"{name} paper", index=True)
+    with right:
+        diff = difference_grid(ours, theirs).dropna(how="all").dropna(axis=1, how="all")
+        st.plotly_chart(difference_heatmap(diff, f"Ours − paper: {what}"))
+        table(diff.round(2), f"{name} difference", index=True)
+
+
+def _main_comparison(main: pd.DataFrame, stem: str) -> None:
+    sources = list(dict.fromkeys(main["source_lang"]))
+    c1, c2 = st.columns(2)
+    source = c1.radio("Edits made in", sources, horizontal=True, format_func=language_label, key="bench_source")
+    metric = c2.radio("Metric", ["ES", "PS", "NS"], horizontal=True, key="bench_metric")
+    ours = main_results_grid(main, source, metric)
+    theirs = main_results_grid(paper("main_results"), source, metric)
+    _side_by_side(ours, theirs, f"{metric}, edits in {source}, method × target language", f"{stem} {source} {metric}")
+    table(main_table_wide(main, source), f"{stem} table {source} (all metrics, as printed)")
+
+
+def _source_target(main: pd.DataFrame, stem: str) -> None:
+    c1, c2 = st.columns(2)
+    method = c1.selectbox("Method", list(dict.fromkeys(main["method"])), key="bench_st_method")
+    metric = c2.radio("Metric", ["ES", "PS", "NS"], horizontal=True, key="bench_st_metric")
+    ours = source_target_grid(main, method, metric)
+    theirs = source_target_grid(paper("main_results"), method, metric)
+    if len(ours) == 1:
+        st.caption("This run edited in one source language; add more source languages to fill the rows.")
+    _side_by_side(ours, theirs, f"{method} {metric}, source × target language", f"{stem} {method} {metric} source-target")
+
+
+def _ablation(results: pd.DataFrame, stem: str) -> None:
+    wide = ablation_table_wide(ablation_table(results))
+    if wide.empty:
+        st.info("Run MEMLA together with at least one ablation (first tab) to fill Table 5.")
+        return
+    _side_by_side(wide.set_index("variant"), ablation_grid(paper("ablation")), "Table 5 (ablation)", f"{stem} table 5")
+
+
+def _multihop(results: pd.DataFrame, stem: str) -> None:
+    wide = multihop_table_wide(multihop_table(results))
+    if wide.empty:
+        st.info("None of this run's facts has multi-hop questions; Table 6 needs them (the bundled set has 28).")
+        return
+    _side_by_side(wide.set_index("method"), multihop_grid(paper("multihop")), "QS, Table 6 (multi-hop)",
+                  f"{stem} table 6", fmt=".2f")
+
+
+# --------------------------------------------------------------------------- the paper's tables
+
+
+def paper_panel() -> None:
+    st.info("The numbers **published in the MEMLA paper** (Xie et al., 2024; backbone mGPT 1.3B), from its "
+            "Tables 1 and 3–6 — not computed here.", icon=":material/info:")
+    st.caption("ES/PS: % of prompts where the new answer beats the old one. NS/QS: token F1 of neighborhood / "
+               "multi-hop answers. *xx-avg*: mean over the 11 target languages other than the source.")
+    main, ablation, multihop, lengths = st.tabs(
+        ["Tables 3–4: main results", "Table 5: ablation", "Table 6: multi-hop", "Table 1: prompt lengths"]
+    )
+    with main:
+        c1, c2 = st.columns(2)
+        source = c1.radio("Edits made in", ["en", "zh"], horizontal=True, key="paper_source",
+                          format_func={"en": "English (Table 3)", "zh": "Chinese (Table 4)"}.get)
+        metric = c2.radio("Metric", ["ES", "PS", "NS"], horizontal=True, key="paper_metric")
+        grid = main_results_grid(paper("main_results"), source, metric)
+        st.plotly_chart(score_heatmap(grid, f"{metric}, edits made in {source}: method × target language"))
+        table(grid, f"paper table {3 if source == 'en' else 4} {metric}", index=True)
+    with ablation:
+        grid = ablation_grid(paper("ablation"))
+        st.plotly_chart(grouped_bars(grid.T, "Ablation with Chinese as the edit language"))
+        st.caption("w/o LSM / LIM: the language-specific / -independent editor is not masked to its neurons; "
+                   "w/o LSE / LIE: that editor is left out.")
+        table(grid, "paper table 5 ablation", index=True)
+    with multihop:
+        grid = multihop_grid(paper("multihop"))
+        st.plotly_chart(score_heatmap(grid, "QS (multi-hop question score): method × setting", fmt=".2f"))
+        table(grid, "paper table 6 multi-hop", index=True)
+    with lengths:
+        grid = prompt_length_grid(paper("prompt_lengths"))
+        st.caption("Average prompt length in MKEB (the paper does not say whether in words, characters or tokens).")
+        table(grid, "paper table 1 prompt lengths", index=True)
