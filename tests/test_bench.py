@@ -342,3 +342,30 @@ def test_two_accelerate_processes_give_the_same_rows_as_one(tiny_checkpoints, tm
     ones, twos = read_results(single), read_results(parallel)
     assert len(ones) == 3 * 2
     pd.testing.assert_frame_equal(_metric_rows(twos), _metric_rows(ones))
+
+
+def test_methods_compare_script_summarises_runner_rows_by_hand(tiny_models, bundled, tmp_path):
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "methods_compare.py"
+    spec = importlib.util.spec_from_file_location("methods_compare", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    config = _config(tmp_path / "m.csv", methods=("memla", "ike"), target_languages=("en", "zh", "fr"))
+    rows = run_bench(config, lm=tiny_models["gpt2"], dataset=bundled).results
+    table = script.summarise(rows, ["memla", "ike"], list(FACTS[:2]))
+    assert list(table.index) == ["MEMLA", "IKE"]
+    for method, label in (("memla", "MEMLA"), ("ike", "IKE")):
+        mine = rows[rows["method"] == method]
+        per_target = mine.groupby("target_lang")["ES"].mean()
+        assert table.loc[label, "en-en ES"] == pytest.approx(per_target["en"])
+        assert table.loc[label, "en-avg ES"] == pytest.approx((per_target["zh"] + per_target["fr"]) / 2)
+        groups = mine.drop_duplicates("fact_id")
+        assert table.loc[label, "edit_s"] == pytest.approx(groups["seconds_edit"].mean())
+        assert table.loc[label, "facts"] == 2 and table.loc[label, "failed"] == 0
+    # Facts outside the selection are left out.
+    one = script.summarise(rows, ["memla"], [FACTS[0]])
+    first = rows[(rows["method"] == "memla") & (rows["fact_id"] == FACTS[0]) & (rows["target_lang"] == "en")]
+    assert one.loc["MEMLA", "en-en ES"] == pytest.approx(first["ES"].iloc[0]) and one.loc["MEMLA", "facts"] == 1
+    assert "MEMLA (" in script.ranking(table, "en-avg ES")
