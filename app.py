@@ -11,11 +11,11 @@ from app_support.state import init_state
 from app_support.widgets import PAGES
 
 st.set_page_config(page_title="memla — multilingual knowledge editing", page_icon=":material/translate:", layout="wide")
-st.set_option("client.toolbarMode", "viewer")  # no developer menu ("Deploy") for people using the app
 init_state()
 
-# URL paths differ from the file names on purpose: Streamlit's legacy handling of a pages/ folder
-# (see app_support/routing.py) then never mistakes a URL for a bare page file.
+# The pages live in app_pages/, not pages/: a folder named pages/ next to app.py switches Streamlit
+# into its legacy multipage mode, where a fresh server's first deep link (say /run-benchmark)
+# shows "Page not found" before st.navigation takes over.
 page = st.navigation(
     [
         st.Page(PAGES["home"], title="1 · Setup", icon=":material/settings:", url_path="setup", default=True),
