@@ -219,12 +219,16 @@ def results_panel() -> None:
                "Differences are ours − paper, in percentage points: blue above the paper, red below.")
     main = main_table(results)
     stem = Path(name).stem
+    if main.empty:
+        st.warning("Every edit in this file failed, so there is nothing to average; the reasons are in *All rows* "
+                   "(column `error`).")
     tabs = st.tabs(["Tables 3–4 (method × target)", "Source × target", "Table 5: ablation", "Table 6: multi-hop",
                     "Time and coverage", "All rows"])
-    with tabs[0]:
-        _main_comparison(main, stem)
-    with tabs[1]:
-        _source_target(main, stem)
+    if not main.empty:
+        with tabs[0]:
+            _main_comparison(main, stem)
+        with tabs[1]:
+            _source_target(main, stem)
     with tabs[2]:
         _ablation(results, stem)
     with tabs[3]:

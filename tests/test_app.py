@@ -16,7 +16,7 @@ from memla_core.data import load_bundled
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 FACT = "geo-capital-france"
-PAGES = ["pages/home.py", "pages/facts.py", "pages/neurons.py", "pages/edit.py", "pages/benchmark.py"]
+PAGES = ["app_pages/home.py", "app_pages/facts.py", "app_pages/neurons.py", "app_pages/edit.py", "app_pages/benchmark.py"]
 
 
 def _by_label(widgets, label: str):
@@ -51,7 +51,7 @@ def _load_model(at: AppTest) -> None:
 
 
 def _pick_fact(at: AppTest) -> None:
-    at.switch_page("pages/facts.py").run()
+    at.switch_page("app_pages/facts.py").run()
     next(s for s in at.selectbox if s.label.startswith("Fact to work on")).select(FACT).run()
     _no_errors(at)
     assert at.session_state["fact_id"] == FACT
@@ -69,7 +69,7 @@ def test_every_page_renders_without_a_model(app):
         # Drawn by app.py: the page ran inside the app's navigation, not on its own.
         assert app.sidebar.markdown[0].value == "#### This session"
     # Pages that need a model or a fact say so and link to the page that provides it.
-    app.switch_page("pages/edit.py").run()
+    app.switch_page("app_pages/edit.py").run()
     assert any("No model is loaded" in i.value for i in app.info)
 
 
@@ -95,7 +95,7 @@ def test_pick_fact_shows_it_in_every_language(app):
 def test_compute_neurons(app):
     _load_model(app)
     _pick_fact(app)
-    app.switch_page("pages/neurons.py").run()
+    app.switch_page("app_pages/neurons.py").run()
     _small_ig(app)
     _by_label(app.button, "Find neurons").click().run()
     _no_errors(app)
@@ -111,7 +111,7 @@ def test_compute_neurons(app):
 def test_apply_and_revert_an_edit(app):
     _load_model(app)
     _pick_fact(app)
-    app.switch_page("pages/edit.py").run()
+    app.switch_page("app_pages/edit.py").run()
     _small_ig(app)
     _by_label(app.number_input, "Max steps").set_value(3).run()
     _by_label(app.number_input, "Learning rate").set_value(0.05).run()
@@ -139,7 +139,7 @@ def test_apply_and_revert_an_edit(app):
 def test_ablation_switch_off_both_editors_is_explained(app):
     _load_model(app)
     _pick_fact(app)
-    app.switch_page("pages/edit.py").run()
+    app.switch_page("app_pages/edit.py").run()
     _by_label(app.toggle, "Use the language-specific editor (LSE)").set_value(False).run()
     _by_label(app.toggle, "Use the language-independent editor (LIE)").set_value(False).run()
     assert any("use_lse / use_lie" in e.value for e in app.error)
@@ -171,7 +171,7 @@ def test_a_model_that_does_not_exist_is_an_error_not_a_traceback(app):
 
 
 def test_paper_tables(app):
-    app.switch_page("pages/benchmark.py").run()
+    app.switch_page("app_pages/benchmark.py").run()
     _no_errors(app)
     assert any("Load a model on the Setup page" in i.value for i in app.info)  # the run form needs a model
     assert any("No benchmark results yet" in i.value for i in app.info)
@@ -196,7 +196,7 @@ def test_benchmark_page_runs_and_shows_results_next_to_the_paper(app):
     from memla_core.views import main_results_grid, paper_table
 
     _load_model(app)
-    app.switch_page("pages/benchmark.py").run()
+    app.switch_page("app_pages/benchmark.py").run()
     _fill_bench_form(app, "apptest", facts=2, methods=["memla", "ike"])
     job = app.session_state["bench_job"]
     assert job.wait(300).state == "done", job.error
@@ -219,7 +219,7 @@ def test_benchmark_page_runs_and_shows_results_next_to_the_paper(app):
 
 def test_benchmark_can_be_stopped_and_resumed_from_the_page(app):
     _load_model(app)
-    app.switch_page("pages/benchmark.py").run()
+    app.switch_page("app_pages/benchmark.py").run()
     _fill_bench_form(app, "stopme", facts=40, methods=["memla"])
     job = app.session_state["bench_job"]
     assert job.status().active  # 40 facts take far longer than one page run
@@ -244,7 +244,7 @@ def test_every_registered_method_has_a_settings_form(app):
 
     _load_model(app)
     _pick_fact(app)
-    app.switch_page("pages/edit.py").run()
+    app.switch_page("app_pages/edit.py").run()
     _by_label(app.multiselect, "Methods (several = compared side by side on this fact)").set_value(list(METHODS)).run()
     _no_errors(app)
     assert [tab.label for tab in app.tabs][: len(METHODS)] == [spec.title for spec in METHODS.values()]
@@ -254,7 +254,7 @@ def test_every_registered_method_has_a_settings_form(app):
 def test_methods_side_by_side(app):
     _load_model(app)
     _pick_fact(app)
-    app.switch_page("pages/edit.py").run()
+    app.switch_page("app_pages/edit.py").run()
     _by_label(app.multiselect, "Methods (several = compared side by side on this fact)").set_value(["memla", "ike"]).run()
     _small_ig(app)
     _by_label(app.number_input, "Max steps").set_value(3).run()
@@ -267,3 +267,43 @@ def test_methods_side_by_side(app):
     assert "Download methods side by side ES (CSV)" in _downloads(app)
     # Only MEMLA edits are LoRA adapters.
     assert _downloads(app).count("Download this edit as a peft LoRA adapter (.zip)") == 1
+
+
+def _write_results(name: str, rows: list[dict]) -> Path:
+    from memla_core.bench import results_dir
+    from memla_core.bench.store import rows_frame, write_results
+
+    path = results_dir() / f"{name}.csv"
+    write_results(path, rows_frame(rows))
+    return path
+
+
+def test_benchmark_results_of_several_sources_and_of_only_failures(app):
+    # Files written by `memla bench` into $MEMLA_CACHE/bench show up without a model loaded.
+    base = {"model": "m", "seed": 0, "settings": "{}", "error": "", "seconds_edit": 1.0, "seconds_eval": 2.0,
+            "seconds_neurons": 0.0}
+    rows = [
+        {**base, "fact_id": "f1", "method": method, "source_lang": source, "target_lang": target,
+         "ES": es, "PS": es, "NS": 50.0}
+        for method, es in (("memla", 80.0), ("ft", 20.0))
+        for source in ("en", "zh") for target in ("en", "zh", "fr")
+    ]
+    _write_results("twosources", rows)
+    app.switch_page("app_pages/benchmark.py").run()
+    _no_errors(app)
+    assert [m.value for m in app.metric][:3] == ["1", "4", "0"]
+    assert _by_label(app.selectbox, "Results file").value.endswith("twosources.csv")
+    grids = [d.value for d in app.dataframe if d.value.index.name == "source"]
+    assert grids and list(grids[0].index) == ["en", "zh"] and list(grids[0].columns) == ["en", "zh", "fr", "avg"]
+    assert grids[0].loc["zh", "avg"] == pytest.approx(20.0)  # FT (paper order): mean of en and fr, edited in zh
+    _by_label(app.selectbox, "Method").select("MEMLA").run()
+    grids = [d.value for d in app.dataframe if d.value.index.name == "source"]
+    assert grids[0].loc["zh", "avg"] == pytest.approx(80.0)
+
+    failed = [{**row, "ES": None, "PS": None, "NS": None, "error": "EditError: no neurons"} for row in rows[:3]]
+    path = _write_results("allfailed", failed)
+    app.run()  # the list of files is read on every run
+    _by_label(app.selectbox, "Results file").select(str(path)).run()
+    _no_errors(app)
+    assert any("Every edit in this file failed" in w.value for w in app.warning)
+    assert [m.value for m in app.metric][:3] == ["1", "1", "1"]
