@@ -3,10 +3,7 @@
 import streamlit as st
 
 from app_support.bench_panel import paper_panel, results_panel, run_panel
-from app_support.routing import run_inside_app
 from app_support.widgets import show_notice
-
-run_inside_app()
 
 st.title("Benchmark")
 st.caption("Edit many facts with several methods and score every language, as in the paper's Tables 3–6; "

@@ -5,13 +5,10 @@ import streamlit as st
 from app_support import state
 from app_support.edit_panel import default_targets, free_text, revert, run_edits, show_outcomes
 from app_support.forms import method_settings
-from app_support.routing import run_inside_app
 from app_support.sidebar import method_title
 from app_support.widgets import bound, errors_shown, language_select, require_fact, require_model, show_notice
 from memla_core.editing import METHODS
 from memla_core.views import language_label
-
-run_inside_app()
 
 st.title("Edit the fact")
 lm, fact = require_model(), require_fact()

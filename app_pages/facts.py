@@ -3,11 +3,8 @@
 import streamlit as st
 
 from app_support import state
-from app_support.routing import run_inside_app
 from app_support.widgets import PAGES, show_notice, table
 from memla_core.views import fact_side_by_side, facts_overview, filter_facts, language_label, relations
-
-run_inside_app()
 
 st.title("Facts")
 st.markdown("Pick the fact to edit. Every fact has an edit prompt, the true and the new answer, and test prompts in each language.")

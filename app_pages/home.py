@@ -5,12 +5,9 @@ import torch
 
 from app_support import state
 from app_support.resources import UPLOAD_FORMATS, get_model, read_uploaded_dataset
-from app_support.routing import run_inside_app
 from app_support.widgets import PAGES, errors_shown, finish, long_task, show_model, show_notice, table
 from memla_core.data import load_bundled
 from memla_core.models import ModelSpec
-
-run_inside_app()
 
 st.title("MEMLA workbench")
 st.markdown(

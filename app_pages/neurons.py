@@ -5,13 +5,10 @@ import streamlit as st
 from app_support import state
 from app_support.forms import neuron_settings
 from app_support.neuron_panel import show_neurons
-from app_support.routing import run_inside_app
 from app_support.widgets import PAGES, finish, language_select, long_task, require_fact, require_model, show_notice
 from memla_core.neurons import language_prompts
 from memla_core.session import compute_neurons
 from memla_core.views import language_label
-
-run_inside_app()
 
 st.title("Knowledge neurons")
 lm, fact = require_model(), require_fact()

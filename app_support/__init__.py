@@ -1,4 +1,4 @@
 """Streamlit glue of the memla app: session state, shared resources, widgets, the sidebar.
 
-Everything that imports streamlit lives here or in ``pages/``; ``memla_core`` never does.
+Everything that imports streamlit lives here or in ``app_pages/``; ``memla_core`` never does.
 """

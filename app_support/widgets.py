@@ -23,11 +23,11 @@ from .resources import get_model, is_loaded
 log = logging.getLogger("memla.app")
 
 PAGES = {
-    "home": "pages/home.py",
-    "facts": "pages/facts.py",
-    "neurons": "pages/neurons.py",
-    "edit": "pages/edit.py",
-    "benchmark": "pages/benchmark.py",
+    "home": "app_pages/home.py",
+    "facts": "app_pages/facts.py",
+    "neurons": "app_pages/neurons.py",
+    "edit": "app_pages/edit.py",
+    "benchmark": "app_pages/benchmark.py",
 }
 
 

@@ -133,3 +133,23 @@ def test_pick_fact_and_apply_an_edit(app_url):
             assert float(rows[0]["P(new) after"]) > float(rows[0]["P(new) before"])
         finally:
             browser.close()
+
+
+def test_deep_link_to_a_page_on_a_fresh_server(app_url):
+    """The first request of a fresh server may be a page's own URL (a bookmark, a shared link)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        try:
+            page.goto(f"{app_url}/run-benchmark")
+            _wait_idle(page)
+            expect(page.get_by_role("heading", name="Benchmark", exact=True)).to_be_visible()
+            assert page.get_by_text("Page not found").count() == 0
+            page.get_by_role("tab", name="Paper tables").click()
+            expect(page.get_by_text("ES, edits made in en: method × target language")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "browser-benchmark.png"), full_page=True)
+        finally:
+            browser.close()
