@@ -110,6 +110,19 @@ def test_edit_prefers_new_and_reverts_exactly(tiny_lm, method):
     assert_same(tiny_lm, before)
 
 
+@pytest.mark.parametrize("method", ["rome", "memit", "pmet"])
+def test_value_optimisation_traces_p_true(tiny_models, method):
+    lm = tiny_models["llama"]
+    request = EditRequest(subject_last_fact(), "en")
+    p_new, p_true = probabilities(lm, request)
+    trace = EDITORS[method]().compute(lm, request).trace
+    assert len(trace) > 1 and all(math.isfinite(r["p_true"]) for r in trace)
+    # Step 0 runs with δ = 0: the unedited model's probabilities, as the scorer computes them.
+    assert trace[0]["p_true"] == pytest.approx(p_true, rel=1e-3)
+    assert trace[0]["p_new"] == pytest.approx(p_new, rel=1e-3)
+    assert trace[-1]["p_true"] != trace[0]["p_true"]
+
+
 def test_ft_respects_linf_bound(tiny_models):
     lm = tiny_models["llama"]
     edit = FTEditor(FTConfig(lr=1e-2, norm_constraint=1e-3, steps=5)).compute(lm, EditRequest(subject_last_fact(), "en"))

@@ -42,6 +42,7 @@ from .rome import (
     context_prefixes,
     finite_or_raise,
     optimise_values,
+    true_answer_rows,
     solve,
     to_weight_layout,
 )
@@ -189,7 +190,9 @@ class MemitEditor:
             rows = build_rows(lm, request, prefixes)
             # The clamp and weight decay are relative to the residual stream at L, as in MEMIT.
             residual_now = capture(lm, rows, blocks=[last])[f"block:{last}"][0]
-            deltas, trace = optimise_values(lm, rows, {down_last: residual_now}, cfg, on_step, self.method_label)
+            deltas, trace = optimise_values(
+                lm, rows, {down_last: residual_now}, cfg, on_step, self.method_label, true_answer_rows(lm, request)
+            )
             z_target = capture(lm, rows, blocks=[last], deltas=deltas)[f"block:{last}"][0]
             stats = LayerStats(lm, cfg.stats)
             stats.second_moments(layers)  # one pass for every layer of the range

@@ -38,6 +38,7 @@ from .rome import (
     context_prefixes,
     finite_or_raise,
     optimise_values,
+    true_answer_rows,
     to_weight_layout,
 )
 
@@ -84,7 +85,7 @@ class PmetEditor:
             rows = build_rows(lm, request, prefixes)
             seen = capture(lm, rows, outputs_of=list(at_last.values()))
             initial = {name: seen[f"out:{name}"][0] for name in at_last.values()}
-            deltas, trace = optimise_values(lm, rows, initial, cfg, on_step, "PMET")
+            deltas, trace = optimise_values(lm, rows, initial, cfg, on_step, "PMET", true_answer_rows(lm, request))
             targets = {kind: initial[name] + deltas[name] for kind, name in at_last.items()}
             stats = LayerStats(lm, cfg.stats)
             for kind in kinds:

@@ -131,10 +131,14 @@ class EditRows:
         return self.input_ids.shape[0]
 
 
-def build_rows(lm: LoadedModel, request: EditRequest, prefixes: Sequence[str]) -> EditRows:
+def build_rows(
+    lm: LoadedModel, request: EditRequest, prefixes: Sequence[str], answer_text: str | None = None, kl: bool = True
+) -> EditRows:
+    """``answer_text`` defaults to ``target_new``; ``kl=False`` leaves the KL row out."""
     edit = request.prompt
     filled = edit.filled()
-    answer = encode_completion(lm, filled, edit.target_new, request.source_language).answer_ids
+    answer_text = edit.target_new if answer_text is None else answer_text
+    answer = encode_completion(lm, filled, answer_text, request.source_language).answer_ids
     end = subject_end(edit)
     seqs, lookups, cols = [], [], []
     for prefix in prefixes:
@@ -142,7 +146,7 @@ def build_rows(lm: LoadedModel, request: EditRequest, prefixes: Sequence[str]) -
         seqs.append(ids + list(answer[:-1]))
         lookups.append(pos)
         cols.append([len(ids) - 1 + k for k in range(len(answer))])
-    subject_ids = lm.tokenizer(edit.subject)["input_ids"] if edit.subject.strip() else []
+    subject_ids = lm.tokenizer(edit.subject)["input_ids"] if kl and edit.subject.strip() else []
     if subject_ids:
         seqs.append(subject_ids)
         lookups.append(len(subject_ids) - 1)
@@ -235,6 +239,22 @@ def capture(
 # --------------------------------------------------------------------------- value optimisation
 
 
+def true_answer_rows(lm: LoadedModel, request: EditRequest) -> EditRows | None:
+    """The bare prompt followed by ``target_true`` (None without one): how the optimisation's trace
+    reads P(true) under the current δ."""
+    true = request.prompt.target_true
+    return build_rows(lm, request, [""], answer_text=true, kl=False) if true else None
+
+
+def answer_probability(lm: LoadedModel, rows: EditRows, deltas: Mapping[str, torch.Tensor]) -> float:
+    """P(answer | bare prompt) of row 0 with ``deltas`` added at the subject token; no gradient."""
+    with torch.no_grad(), add_at_lookup(lm, rows, deltas):
+        hidden = lm.model.base_model(input_ids=rows.input_ids, attention_mask=rows.attention_mask).last_hidden_state
+        logprobs = torch.log_softmax(project_to_logits(lm, hidden[0, rows.answer_cols[0]]).float(), dim=-1)
+        ids = torch.tensor(rows.answer_ids, device=lm.device)
+        return logprobs.gather(1, ids[:, None]).sum().exp().item()
+
+
 def optimise_values(
     lm: LoadedModel,
     rows: EditRows,
@@ -242,6 +262,7 @@ def optimise_values(
     cfg,
     on_step: StepFn | None = None,
     method: str = "ROME",
+    true_rows: EditRows | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]]]:
     """ROME's compute_v: one additive change δ per module named in ``reference``, added to the
     module's output at every row's subject token and optimised for ``target_new``.
@@ -249,6 +270,8 @@ def optimise_values(
     ``reference[name]`` is the vector whose norm scales the clamp and the weight decay (ROME,
     PMET: the module's output v at the bare prompt; MEMIT: the residual stream). ``cfg``
     supplies v_lr, v_steps, v_weight_decay, kl_factor, clamp_norm_factor and stop_loss.
+    ``true_rows`` (``true_answer_rows``) adds P(true) to the trace: one extra forward per step,
+    without gradient, that leaves δ's optimisation as it is.
     """
     deltas = {name: torch.zeros_like(v, requires_grad=True) for name, v in reference.items()}
     optimiser = torch.optim.Adam(list(deltas.values()), lr=cfg.v_lr)
@@ -257,38 +280,39 @@ def optimise_values(
     targets = torch.tensor(rows.answer_ids, device=lm.device).repeat(n)
     kl_initial = None
     trace: list[dict[str, float]] = []
-    with add_at_lookup(lm, rows, deltas):
-        for step in range(cfg.v_steps + 1):
-            with torch.enable_grad():
-                hidden = lm.model.base_model(input_ids=rows.input_ids, attention_mask=rows.attention_mask).last_hidden_state
-                picked = hidden[answer_rows, rows.answer_cols.reshape(-1)]
-                logprobs = torch.log_softmax(project_to_logits(lm, picked).float(), dim=-1)
-                token_lp = logprobs.gather(1, targets[:, None]).reshape(n, width)
-                loss = -token_lp.mean(1).mean()
-                if rows.has_kl and cfg.kl_factor:
-                    kl_hidden = hidden[rows.n_rewrite :][torch.arange(rows.size - n, device=lm.device), rows.lookup[n:]]
-                    kl_lp = torch.log_softmax(project_to_logits(lm, kl_hidden).float(), dim=-1)
-                    if kl_initial is None:
-                        kl_initial = kl_lp.detach()
-                    loss = loss + cfg.kl_factor * F.kl_div(kl_initial, kl_lp, log_target=True, reduction="batchmean")
-                for name, delta in deltas.items():
-                    loss = loss + cfg.v_weight_decay * delta.norm() / reference[name].norm().clamp_min(1e-8) ** 2
-            record = {"step": step, "loss": loss.item(), "p_new": token_lp[0].sum().exp().item(), "p_true": math.nan}
-            trace.append(record)
-            if on_step:
-                on_step(record)
-            if not torch.isfinite(loss):
-                raise EditDivergedError(f"{method} value optimisation: loss became {record['loss']} at step {step}; nothing was applied.", trace)
-            if record["loss"] < cfg.stop_loss or step == cfg.v_steps:
-                break
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            with torch.no_grad():
-                for name, delta in deltas.items():
-                    max_norm = cfg.clamp_norm_factor * reference[name].norm()
-                    if delta.norm() > max_norm:
-                        delta.mul_(max_norm / delta.norm())
+    for step in range(cfg.v_steps + 1):
+        # Hooks per step, not around the loop: the P(true) probe runs other rows through the model.
+        with add_at_lookup(lm, rows, deltas), torch.enable_grad():
+            hidden = lm.model.base_model(input_ids=rows.input_ids, attention_mask=rows.attention_mask).last_hidden_state
+            picked = hidden[answer_rows, rows.answer_cols.reshape(-1)]
+            logprobs = torch.log_softmax(project_to_logits(lm, picked).float(), dim=-1)
+            token_lp = logprobs.gather(1, targets[:, None]).reshape(n, width)
+            loss = -token_lp.mean(1).mean()
+            if rows.has_kl and cfg.kl_factor:
+                kl_hidden = hidden[rows.n_rewrite :][torch.arange(rows.size - n, device=lm.device), rows.lookup[n:]]
+                kl_lp = torch.log_softmax(project_to_logits(lm, kl_hidden).float(), dim=-1)
+                if kl_initial is None:
+                    kl_initial = kl_lp.detach()
+                loss = loss + cfg.kl_factor * F.kl_div(kl_initial, kl_lp, log_target=True, reduction="batchmean")
+            for name, delta in deltas.items():
+                loss = loss + cfg.v_weight_decay * delta.norm() / reference[name].norm().clamp_min(1e-8) ** 2
+        p_true = answer_probability(lm, true_rows, deltas) if true_rows is not None else math.nan
+        record = {"step": step, "loss": loss.item(), "p_new": token_lp[0].sum().exp().item(), "p_true": p_true}
+        trace.append(record)
+        if on_step:
+            on_step(record)
+        if not torch.isfinite(loss):
+            raise EditDivergedError(f"{method} value optimisation: loss became {record['loss']} at step {step}; nothing was applied.", trace)
+        if record["loss"] < cfg.stop_loss or step == cfg.v_steps:
+            break
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        with torch.no_grad():
+            for name, delta in deltas.items():
+                max_norm = cfg.clamp_norm_factor * reference[name].norm()
+                if delta.norm() > max_norm:
+                    delta.mul_(max_norm / delta.norm())
     return {name: delta.detach() for name, delta in deltas.items()}, trace
 
 
@@ -374,7 +398,9 @@ class RomeEditor:
             rows = build_rows(lm, request, prefixes)
             seen = capture(lm, rows, inputs_of=[name], outputs_of=[name])
             key = seen[f"in:{name}"][: rows.n_rewrite].mean(0)
-            deltas, trace = optimise_values(lm, rows, {name: seen[f"out:{name}"][0]}, cfg, on_step, "ROME")
+            deltas, trace = optimise_values(
+                lm, rows, {name: seen[f"out:{name}"][0]}, cfg, on_step, "ROME", true_answer_rows(lm, request)
+            )
             cov = LayerStats(lm, cfg.stats).regularised(cfg.layer)
             update = rank_one_update(key, deltas[name], cov).to(lm.device)
         weight_deltas = {f"{name}.weight": to_weight_layout(lm, update)}
