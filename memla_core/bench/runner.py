@@ -172,6 +172,7 @@ def run_group(
         if cancel is not None:
             cancel.check()
 
+    check()  # before waiting for the model: a stopped run starts no new group
     try:
         with lm.lock:
             neurons = None
@@ -286,8 +287,6 @@ def run_bench(
                 if key in done:
                     skipped += 1
                     continue
-                if cancel is not None:
-                    cancel.check()
                 rows = run_group(lm, fact, source, method, targets, config, neuron_sets, dataset.facts, cancel)
                 store.append_rows(writer, rows)
                 own_rows += rows
