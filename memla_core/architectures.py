@@ -30,6 +30,9 @@ class ArchitectureAdapter:
     down_proj: str  # relative to a block: the MLP's second projection
     attn_out: str  # relative to a block: attention output projection (PMET)
     weight_layout: WeightLayout
+    # relative to a block: the MLP's first projection, whose output (before the nonlinearity) the
+    # authors' code reads as the neuron activation (``NeuronConfig.activation_site="up_output"``)
+    up_proj: str = ""
 
     def layer_modules(self, model: nn.Module) -> nn.ModuleList:
         return _get(model, self.layers)
@@ -46,6 +49,14 @@ class ArchitectureAdapter:
     def down_proj_module(self, model: nn.Module, layer: int) -> nn.Module:
         return _get(model, self.down_proj_name(layer))
 
+    def up_proj_module(self, model: nn.Module, layer: int) -> nn.Module:
+        if not self.up_proj:
+            raise UnsupportedArchitectureError(
+                f"The '{self.family}' adapter names no MLP up projection; add `up_proj` to its entry in "
+                "memla_core.architectures.ADAPTERS or use NeuronConfig.activation_site='down_input'."
+            )
+        return _get(model, f"{self.layers}.{layer}.{self.up_proj}")
+
     def attn_out_module(self, model: nn.Module, layer: int) -> nn.Module:
         return _get(model, self.attn_out_name(layer))
 
@@ -59,17 +70,17 @@ class ArchitectureAdapter:
         return weight if self.weight_layout == "out_in" else weight.T
 
 
-_GPT2 = ArchitectureAdapter("gpt2", "transformer.h", "mlp.c_proj", "attn.c_proj", "in_out")
-_LLAMA = ArchitectureAdapter("llama", "model.layers", "mlp.down_proj", "self_attn.o_proj", "out_in")
+_GPT2 = ArchitectureAdapter("gpt2", "transformer.h", "mlp.c_proj", "attn.c_proj", "in_out", "mlp.c_fc")
+_LLAMA = ArchitectureAdapter("llama", "model.layers", "mlp.down_proj", "self_attn.o_proj", "out_in", "mlp.up_proj")
 _BLOOM = ArchitectureAdapter(
-    "bloom", "transformer.h", "mlp.dense_4h_to_h", "self_attention.dense", "out_in"
+    "bloom", "transformer.h", "mlp.dense_4h_to_h", "self_attention.dense", "out_in", "mlp.dense_h_to_4h"
 )
 _NEOX = ArchitectureAdapter(
-    "gpt_neox", "gpt_neox.layers", "mlp.dense_4h_to_h", "attention.dense", "out_in"
+    "gpt_neox", "gpt_neox.layers", "mlp.dense_4h_to_h", "attention.dense", "out_in", "mlp.dense_h_to_4h"
 )
-_OPT = ArchitectureAdapter("opt", "model.decoder.layers", "fc2", "self_attn.out_proj", "out_in")
-_XGLM = ArchitectureAdapter("xglm", "model.layers", "fc2", "self_attn.out_proj", "out_in")
-_GPTJ = ArchitectureAdapter("gptj", "transformer.h", "mlp.fc_out", "attn.out_proj", "out_in")
+_OPT = ArchitectureAdapter("opt", "model.decoder.layers", "fc2", "self_attn.out_proj", "out_in", "fc1")
+_XGLM = ArchitectureAdapter("xglm", "model.layers", "fc2", "self_attn.out_proj", "out_in", "fc1")
+_GPTJ = ArchitectureAdapter("gptj", "transformer.h", "mlp.fc_out", "attn.out_proj", "out_in", "mlp.fc_in")
 
 #: ``config.model_type`` -> adapter. mGPT is a GPT-2 model type.
 ADAPTERS: dict[str, ArchitectureAdapter] = {

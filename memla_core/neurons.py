@@ -51,6 +51,14 @@ class NeuronConfig:
     independent_languages: tuple[str, ...] = ("en", "zh", "fr")
     use_paraphrases: bool = True
     max_batch_rows: int = 0  # rows per forward pass; 0 = sized from the vocabulary
+    # Authors'-code switches (docs/implementation.md, "Reproducing the authors"):
+    # IG multiplier: "difference" = (w − w′)·∫∂P (the IG definition, memla's default);
+    # "activation" = w·∫∂P, as the released code multiplies by the real activation.
+    ig_multiplier: Literal["difference", "activation"] = "difference"
+    # Where a neuron's activation is read and patched: "down_input" = the down projection's input
+    # (memla's default); "up_output" = the up projection's output before the nonlinearity (the
+    # released code, e.g. GPT-2's c_fc). The edited neurons are the same intermediate indices.
+    activation_site: Literal["down_input", "up_output"] = "down_input"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -59,6 +67,10 @@ class NeuronConfig:
             raise ValueError("NeuronConfig.threshold is a fraction of the max attribution, in (0, 1].")
         if self.baseline not in ("eos", "zero"):
             raise ValueError("NeuronConfig.baseline must be 'eos' or 'zero'.")
+        if self.ig_multiplier not in ("difference", "activation"):
+            raise ValueError("NeuronConfig.ig_multiplier must be 'difference' (w − w′) or 'activation' (w).")
+        if self.activation_site not in ("down_input", "up_output"):
+            raise ValueError("NeuronConfig.activation_site must be 'down_input' or 'up_output'.")
 
 
 @dataclass(frozen=True)
@@ -129,32 +141,41 @@ class NeuronSets:
 
 @contextmanager
 def _patch_down_proj_inputs(
-    lm: LoadedModel, patch: Callable[[int, torch.Tensor], torch.Tensor], batch: int
+    lm: LoadedModel, patch: Callable[[int, torch.Tensor], torch.Tensor], batch: int, site: str = "down_input"
 ) -> Iterator[None]:
-    """Temporarily replace each layer's down-projection input by ``patch(layer, x)``.
+    """Temporarily replace each layer's neuron activations by ``patch(layer, x)``.
 
-    ``x`` is always [batch, positions, neurons]; some models (OPT) flatten it to
-    [batch·positions, neurons] before the MLP, which is undone here.
+    ``site`` says where they are read: the down projection's input (``down_input``) or the up
+    projection's output (``up_output``, before the nonlinearity). ``x`` is always
+    [batch, positions, neurons]; some models (OPT) flatten it to [batch·positions, neurons]
+    before the MLP, which is undone here.
     """
     handles = []
+
+    def reshaped(layer: int, x: torch.Tensor) -> torch.Tensor:
+        shaped = x.view(batch, -1, x.shape[-1]) if x.dim() == 2 else x
+        return patch(layer, shaped).reshape(x.shape)
+
     try:
         for layer in range(lm.num_layers):
-            module = lm.adapter.down_proj_module(lm.model, layer)
-
-            def hook(_module, args, layer=layer):
-                x = args[0]
-                shaped = x.view(batch, -1, x.shape[-1]) if x.dim() == 2 else x
-                return (patch(layer, shaped).reshape(x.shape), *args[1:])
-
-            handles.append(module.register_forward_pre_hook(hook))
+            if site == "up_output":
+                module = lm.adapter.up_proj_module(lm.model, layer)
+                handles.append(module.register_forward_hook(lambda _m, _a, out, layer=layer: reshaped(layer, out)))
+            else:
+                module = lm.adapter.down_proj_module(lm.model, layer)
+                handles.append(
+                    module.register_forward_pre_hook(lambda _m, args, layer=layer: (reshaped(layer, args[0]), *args[1:]))
+                )
         yield
     finally:
         for handle in handles:
             handle.remove()
 
 
-def last_position_activations(lm: LoadedModel, input_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Down-projection inputs at each row's last real token: [rows, layers, neurons]."""
+def last_position_activations(
+    lm: LoadedModel, input_ids: torch.Tensor, mask: torch.Tensor | None = None, site: str = "down_input"
+) -> torch.Tensor:
+    """Neuron activations at each row's last real token: [rows, layers, neurons]."""
     captured: dict[int, torch.Tensor] = {}
     if mask is None:
         last = torch.full((input_ids.shape[0],), input_ids.shape[1] - 1, device=input_ids.device)
@@ -166,12 +187,12 @@ def last_position_activations(lm: LoadedModel, input_ids: torch.Tensor, mask: to
         captured[layer] = x[rows, last].detach().float()
         return x
 
-    with torch.no_grad(), _patch_down_proj_inputs(lm, keep, input_ids.shape[0]):
+    with torch.no_grad(), _patch_down_proj_inputs(lm, keep, input_ids.shape[0], site):
         lm.model(input_ids=input_ids, attention_mask=mask)
     return torch.stack([captured[l] for l in range(lm.num_layers)], dim=1)
 
 
-def _baseline(lm: LoadedModel, ids: list[int], kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _baseline(lm: LoadedModel, ids: list[int], kind: str, site: str = "down_input") -> tuple[torch.Tensor, torch.Tensor]:
     """(real activations [L, N], baseline activations [L, N]) at the last position."""
     device = lm.device
     rows = [ids]
@@ -184,7 +205,7 @@ def _baseline(lm: LoadedModel, ids: list[int], kind: str) -> tuple[torch.Tensor,
                 variant = list(ids)
                 variant[pos] = eos
                 rows.append(variant)
-    acts = last_position_activations(lm, torch.tensor(rows, device=device))
+    acts = last_position_activations(lm, torch.tensor(rows, device=device), site=site)
     real = acts[0]
     if kind == "zero" or len(rows) == 1:
         return real, torch.zeros_like(real)
@@ -203,9 +224,16 @@ def _target_prob(logits: torch.Tensor, target: int) -> torch.Tensor:
 
 def attribute_last_token(lm: LoadedModel, ids: list[int], target: int, config: NeuronConfig) -> np.ndarray:
     """Integrated gradients of P(target | ids) for every neuron: array [layers, neurons]."""
+    return integrate_last_token(lm, ids, target, config)[config.ig_multiplier]
+
+
+def integrate_last_token(lm: LoadedModel, ids: list[int], target: int, config: NeuronConfig) -> dict[str, np.ndarray]:
+    """Attribution under both IG multipliers (``difference``: (w − w′)·ḡ, ``activation``: w·ḡ),
+    from one integration: the cache keeps both, so switching the multiplier costs no IG."""
     device = lm.device
     n_layers, steps = lm.num_layers, config.steps
-    real, base = _baseline(lm, ids, config.baseline)
+    site = config.activation_site
+    real, base = _baseline(lm, ids, config.baseline, site)
     alphas = torch.tensor(_alphas(steps), device=device)
     prefix_cache = None
     if len(ids) > 1:
@@ -238,21 +266,25 @@ def attribute_last_token(lm: LoadedModel, ids: list[int], target: int, config: N
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(chunk))
         inputs = torch.full((len(chunk), 1), last_token, dtype=torch.long, device=device)
-        with torch.enable_grad(), _patch_down_proj_inputs(lm, patch, len(chunk)):
+        with torch.enable_grad(), _patch_down_proj_inputs(lm, patch, len(chunk), site):
             logits = lm.model(input_ids=inputs, past_key_values=cache, use_cache=cache is not None).logits[:, -1]
             prob = _target_prob(logits, target).sum()
             layers = sorted(leaves)
             grads = torch.autograd.grad(prob, [leaves[l][1] for l in layers])
         for layer, grad in zip(layers, grads):
             grad_sum[layer] += grad.sum(0).float()
-    scores = (real - base) * grad_sum / steps
-    return scores.cpu().numpy()
+    mean_grad = grad_sum / steps
+    return {
+        "difference": ((real - base) * mean_grad).cpu().numpy(),
+        "activation": (real * mean_grad).cpu().numpy(),
+    }
 
 
 def attribute_naive(lm: LoadedModel, ids: list[int], target: int, config: NeuronConfig) -> np.ndarray:
     """Reference: captum IG one layer at a time, the whole prompt re-run for every step."""
     device = lm.device
-    real, base = _baseline(lm, ids, config.baseline)
+    site = config.activation_site
+    real, base = _baseline(lm, ids, config.baseline, site)
     input_ids = torch.tensor([ids], device=device)
     scores = np.zeros(tuple(real.shape), dtype=np.float32)
     for layer in range(lm.num_layers):
@@ -267,7 +299,7 @@ def attribute_naive(lm: LoadedModel, ids: list[int], target: int, config: Neuron
 
         def forward(point: torch.Tensor) -> torch.Tensor:
             current["point"] = point
-            with _patch_down_proj_inputs(lm, patch, point.shape[0]):
+            with _patch_down_proj_inputs(lm, patch, point.shape[0], site):
                 logits = lm.model(input_ids=input_ids.expand(point.shape[0], -1)).logits[:, -1]
             return _target_prob(logits, target)
 
@@ -277,6 +309,9 @@ def attribute_naive(lm: LoadedModel, ids: list[int], target: int, config: Neuron
             method="riemann_right", internal_batch_size=1,
         )
         scores[layer] = attr[0].detach().cpu().numpy()
+    if config.ig_multiplier == "activation":  # captum multiplies by (w − w′); rescale to w
+        diff = (real - base).cpu().numpy()
+        scores = np.where(diff != 0, scores * real.cpu().numpy() / np.where(diff != 0, diff, 1), 0.0).astype(np.float32)
     return scores
 
 
@@ -284,14 +319,28 @@ def attribute_prompt(
     lm: LoadedModel, prompt: str, answer: str, language: str, config: NeuronConfig, naive: bool = False
 ) -> PromptAttribution:
     """Attribution for a prompt; multi-token answers sum over tokens, teacher-forced."""
+    if not naive:
+        return PromptAttribution(language, prompt, answer, attribute_prompt_all(lm, prompt, answer, language, config)[config.ig_multiplier])
     completion = encode_completion(lm, prompt, answer, language)
-    fn = attribute_naive if naive else attribute_last_token
     total = None
     for k, target in enumerate(completion.answer_ids):
         ids = list(completion.prompt_ids) + list(completion.answer_ids[:k])
-        scores = fn(lm, ids, target, config)
+        scores = attribute_naive(lm, ids, target, config)
         total = scores if total is None else total + scores
     return PromptAttribution(language, prompt, answer, total)
+
+
+def attribute_prompt_all(
+    lm: LoadedModel, prompt: str, answer: str, language: str, config: NeuronConfig
+) -> dict[str, np.ndarray]:
+    """``attribute_prompt``'s scores under every IG multiplier (one integration)."""
+    completion = encode_completion(lm, prompt, answer, language)
+    total: dict[str, np.ndarray] = {}
+    for k, target in enumerate(completion.answer_ids):
+        ids = list(completion.prompt_ids) + list(completion.answer_ids[:k])
+        for name, scores in integrate_last_token(lm, ids, target, config).items():
+            total[name] = scores if name not in total else total[name] + scores
+    return total
 
 
 # --------------------------------------------------------------------------- fact level
@@ -316,7 +365,12 @@ def language_prompts(fact: Fact, language: str, config: NeuronConfig) -> list[st
 
 
 class NeuronCache:
-    """Prompt attributions on disk, keyed by model, prompt, answer, language and IG settings."""
+    """Prompt attributions on disk, keyed by model, prompt, answer, language and IG settings.
+
+    A file holds the scores under every IG multiplier (``difference`` as ``scores``), so the
+    multiplier, like the threshold and the language sets, can change without new IG."""
+
+    ARRAYS = {"difference": "scores", "activation": "scores_activation"}
 
     def __init__(self, lm: LoadedModel, root: Path | None = None):
         self.root = (root or cache_dir() / "neurons") / lm.key
@@ -324,6 +378,8 @@ class NeuronCache:
 
     def _path(self, language: str, prompt: str, answer: str, config: NeuronConfig) -> Path:
         settings = {"steps": config.steps, "baseline": config.baseline}
+        if config.activation_site != "down_input":  # default keys unchanged: older caches stay valid
+            settings["site"] = config.activation_site
         key = json.dumps([language, prompt, answer, settings], ensure_ascii=False, sort_keys=True)
         return self.root / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".npz")
 
@@ -332,12 +388,15 @@ class NeuronCache:
         if not path.exists():
             return None
         with np.load(path) as data:
-            return PromptAttribution(language, prompt, answer, data["scores"])
+            name = self.ARRAYS[config.ig_multiplier]
+            if name not in data:  # written before the multiplier switch existed
+                return None
+            return PromptAttribution(language, prompt, answer, data[name])
 
-    def put(self, attribution: PromptAttribution, config: NeuronConfig) -> None:
-        path = self._path(attribution.language, attribution.prompt, attribution.answer, config)
+    def put(self, language: str, prompt: str, answer: str, config: NeuronConfig, scores: dict[str, np.ndarray]) -> None:
+        path = self._path(language, prompt, answer, config)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, scores=attribution.scores)
+        np.savez_compressed(tmp, **{self.ARRAYS[k]: v for k, v in scores.items()})
         tmp.replace(path)
 
 
@@ -371,9 +430,10 @@ def find_neurons(
         found = store.get(lang, prompt, answers[lang], config) if store else None
         if found is None:
             with lm.lock:
-                found = attribute_prompt(lm, prompt, answers[lang], lang, config)
+                scores = attribute_prompt_all(lm, prompt, answers[lang], lang, config)
             if store:
-                store.put(found, config)
+                store.put(lang, prompt, answers[lang], config, scores)
+            found = PromptAttribution(lang, prompt, answers[lang], scores[config.ig_multiplier])
         attributions.append(found)
     if progress:
         progress(len(jobs), len(jobs), "done")

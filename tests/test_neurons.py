@@ -83,7 +83,7 @@ def test_disk_cache_is_reused(tiny_models, bundled, tmp_path, monkeypatch):
     cache = NeuronCache(lm, root=tmp_path)
     first = find_neurons(lm, fact, "en", FAST, cache=cache)
     calls = []
-    monkeypatch.setattr(neurons, "attribute_prompt", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(neurons, "attribute_prompt_all", lambda *a, **k: calls.append(a))
     second = find_neurons(lm, fact, "en", FAST, cache=cache)
     assert calls == []
     assert second.per_language == first.per_language
