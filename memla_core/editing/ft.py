@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -28,12 +28,42 @@ class FTConfig:
     """FT-L hyperparameters; paper defaults from ROME's ``FT/gpt2-xl_constr.json`` (25 steps,
     lr 5e-4, ε = 5e-4). ``None`` fields come per architecture from ``hparams.FAMILY_DEFAULTS``."""
 
-    layer: int | None = None
-    lr: float | None = None  # paper 5e-4
-    norm_constraint: float | None = None  # ε of the L∞ bound; paper 5e-4; math.inf = unconstrained FT
-    steps: int = 25
-    stop_loss: float = 1e-2  # stop when the mean NLL of target_new falls below this …
-    stop_p_new: float = 0.96  # … or P(target_new) exceeds this (as MEMLA)
+    layer: int | None = field(
+        default=None,
+        metadata={
+            "label": "Layer",
+            "help": "Layer whose MLP down projection is fine-tuned; empty = per-architecture default "
+            "(hparams.FAMILY_DEFAULTS).",
+        },
+    )
+    lr: float | None = field(
+        default=None,
+        metadata={
+            "label": "Learning rate",
+            "help": "Adam learning rate (paper: 5e-4); empty = per-architecture default.",
+        },
+    )
+    norm_constraint: float | None = field(
+        default=None,
+        metadata={
+            "label": "L∞ bound ε",
+            "help": "ε of the L∞ bound: every weight stays within ±ε of its original value (paper: 5e-4); inf = "
+            "unconstrained fine-tuning; empty = per-architecture default.",
+        },
+    )
+    steps: int = field(
+        default=25, metadata={"label": "Max steps", "help": "Optimisation steps at most (paper: 25)."},
+    )
+    stop_loss: float = field(
+        default=1e-2,
+        metadata={
+            "label": "Stop when loss <",
+            "help": "Stop when the mean NLL of the new answer falls below this …",
+        },
+    )
+    stop_p_new: float = field(
+        default=0.96, metadata={"label": "Stop when P(new) >", "help": "… or when P(new) exceeds this (as MEMLA)."},
+    )
 
     def __post_init__(self) -> None:
         if self.lr is not None and not self.lr > 0:

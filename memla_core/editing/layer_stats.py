@@ -21,7 +21,7 @@ too, so a new layer costs one forward pass, not another round of generation.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -60,12 +60,22 @@ class StatsConfig:
     laptop CPU cannot afford that many self-generated ones, hence a few hundred short ones
     plus the ``regulariser``."""
 
-    samples: int = 256  # generated texts (cycled over SEED_PROMPTS)
-    max_new_tokens: int = 24  # length of each continuation
-    seed: int = 0
-    batch_size: int = 64
-    top_k: int = 50  # sampling: diverse text, but not the long tail of a 262k vocabulary
-    regulariser: float = 1e-2  # λ in C + λ·(tr C / d)·I
+    samples: int = field(
+        default=256,
+        metadata={
+            "help": "Generated texts the key covariance is estimated from (cycled over the seed prompts).",
+        },
+    )
+    max_new_tokens: int = field(default=24, metadata={"help": "Length of each generated text, in tokens."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed of the texts."})
+    batch_size: int = field(default=64, metadata={"help": "Texts generated per batch."})
+    top_k: int = field(
+        default=50,
+        metadata={
+            "help": "Sampling from the top k tokens: diverse text, but not the long tail of a large vocabulary.",
+        },
+    )
+    regulariser: float = field(default=1e-2, metadata={"help": "λ in C + λ·(tr C / d)·I."})
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:

@@ -66,20 +66,69 @@ def check_layer_range(config) -> None:
 class MemitConfig:
     """MEMIT hyperparameters; defaults from the authors' ``MEMIT/gpt-j-6B.json`` (Meng et al. 2023)."""
 
-    layers: tuple[int, ...] | None = None  # None: per-architecture range (hparams.FAMILY_DEFAULTS)
-    mom2_update_weight: float | None = None  # λ in (λ·C + k kᵀ)⁻¹; paper 15000; None: per architecture
-    v_lr: float = 0.5
-    v_steps: int = 25
-    v_weight_decay: float = 0.5
-    kl_factor: float = 0.0625
-    clamp_norm_factor: float = 0.75  # MEMIT clamps tighter than ROME (4): δ is shared by several layers
-    stop_loss: float = 5e-2
-    context_templates: int = 5
-    context_length: int = 10
-    newton_steps: int = 4  # MLP-output solve where the MLP output is normalised (Gemma 2/3); see mlp_change_for
-    mlp_trust_ratio: float = 3.0  # there, ‖Δm‖ ≤ this · ‖m‖ (1.0 leaves Gemma 3 270M's edit unfinished)
-    seed: int = 0
-    stats: StatsConfig = field(default_factory=StatsConfig)
+    layers: tuple[int, ...] | None = field(
+        default=None,
+        metadata={
+            "label": "Layers",
+            "help": "Layers sharing the update, e.g. 4,5,6; empty = per-architecture range "
+            "(hparams.FAMILY_DEFAULTS).",
+        },
+    )
+    mom2_update_weight: float | None = field(
+        default=None,
+        metadata={
+            "label": "Covariance weight λ",
+            "help": "λ in (λ·C + k kᵀ)⁻¹ (paper: 15000); empty = per-architecture default.",
+        },
+    )
+    v_lr: float = field(
+        default=0.5,
+        metadata={
+            "label": "Learning rate of δ",
+            "help": "Adam learning rate of the value offset δ (paper: 0.5).",
+        },
+    )
+    v_steps: int = field(
+        default=25, metadata={"label": "Steps of δ", "help": "Optimisation steps of δ at most (paper: 25)."},
+    )
+    v_weight_decay: float = field(
+        default=0.5, metadata={"help": "Weight of ‖δ‖ / ‖v‖² in the loss (paper: 0.5)."},
+    )
+    kl_factor: float = field(
+        default=0.0625,
+        metadata={
+            "help": "Weight of KL(after-subject distribution, edited ‖ original) (paper: 0.0625).",
+        },
+    )
+    clamp_norm_factor: float = field(
+        default=0.75,
+        metadata={
+            "help": "‖δ‖ ≤ this · ‖v‖ (paper: 0.75; tighter than ROME's 4 because δ is shared by several layers).",
+        },
+    )
+    stop_loss: float = field(default=5e-2, metadata={"help": "Stop optimising δ below this loss."})
+    context_templates: int = field(
+        default=5, metadata={"help": "Generated prefixes besides the bare prompt (MEMIT: 5)."},
+    )
+    context_length: int = field(default=10, metadata={"help": "Tokens of each generated prefix (MEMIT: 10)."})
+    newton_steps: int = field(
+        default=4,
+        metadata={
+            "help": "Newton steps of the MLP-output solve where the MLP output is normalised (Gemma 2/3); see "
+            "mlp_change_for.",
+        },
+    )
+    mlp_trust_ratio: float = field(
+        default=3.0, metadata={"help": "There, ‖Δm‖ ≤ this · ‖m‖ (1.0 leaves Gemma 3 270M's edit unfinished)."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the sampled prefixes."})
+    stats: StatsConfig = field(
+        default_factory=StatsConfig,
+        metadata={
+            "label": "Key statistics",
+            "help": "How the key covariance C is estimated from self-generated text.",
+        },
+    )
 
     def __post_init__(self) -> None:
         check_layer_range(self)

@@ -31,20 +31,92 @@ log = logging.getLogger(__name__)
 class MemlaConfig:
     """MEMLA hyperparameters; defaults are the authors' (method.md §2)."""
 
-    rank_multiplier: int = 1  # n: rank of an editor in layer l is n·|neurons in l|
-    lr: float = 1e-3
-    max_steps: int = 60
-    stop_loss: float = 0.01
-    stop_p_new: float = 0.96
-    weight_new: float = 2.5  # loss = 2.5·NLL(y_new) + 2.0·P(y_true)
-    weight_true: float = 2.0
-    coefficient: float = 0.5  # c in W ← W + c·(ΔW_S + ΔW_I)
-    use_lse: bool = True  # False = ablation "w/o LSE"
-    use_lie: bool = True  # False = ablation "w/o LIE"
-    mask_lse: bool = True  # False = ablation "w/o LSM"
-    mask_lie: bool = True  # False = ablation "w/o LIM"
-    seed: int = 0
-    neurons: NeuronConfig = field(default_factory=NeuronConfig)
+    rank_multiplier: int = field(
+        default=1,
+        metadata={
+            "label": "Rank multiplier n",
+            "help": "n: an editor's LoRA rank in a layer is n × its neurons there (paper: 1; 4 for Llama-3-8B).",
+        },
+    )
+    lr: float = field(
+        default=1e-3,
+        metadata={
+            "label": "Learning rate",
+            "help": "Adam learning rate of the LoRA editors (paper: 0.001).",
+        },
+    )
+    max_steps: int = field(
+        default=60, metadata={"label": "Max steps", "help": "Optimisation stops here at the latest (paper: 60)."},
+    )
+    stop_loss: float = field(
+        default=0.01, metadata={"label": "Stop when loss <", "help": "Early stop once the loss falls below this."},
+    )
+    stop_p_new: float = field(
+        default=0.96,
+        metadata={
+            "label": "Stop when P(new) >",
+            "help": "Early stop once the new answer is this likely.",
+        },
+    )
+    weight_new: float = field(
+        default=2.5,
+        metadata={
+            "label": "Weight of NLL(new)",
+            "help": "loss = w_new·NLL(new) + w_true·P(true) (authors' code: 2.5).",
+        },
+    )
+    weight_true: float = field(
+        default=2.0,
+        metadata={
+            "label": "Weight of P(true)",
+            "help": "loss = w_new·NLL(new) + w_true·P(true) (authors' code: 2.0).",
+        },
+    )
+    coefficient: float = field(
+        default=0.5,
+        metadata={
+            "label": "Coefficient c",
+            "help": "c in W ← W + c·(ΔW_S + ΔW_I) (authors' code: 0.5).",
+        },
+    )
+    use_lse: bool = field(
+        default=True,
+        metadata={
+            "label": "Use the language-specific editor (LSE)",
+            "help": "Off = ablation “w/o LSE”.",
+        },
+    )
+    use_lie: bool = field(
+        default=True,
+        metadata={
+            "label": "Use the language-independent editor (LIE)",
+            "help": "Off = ablation “w/o LIE”.",
+        },
+    )
+    mask_lse: bool = field(
+        default=True,
+        metadata={
+            "label": "Mask the LSE to its neurons (LSM)",
+            "help": "Off = ablation “w/o LSM”: LSE may change every neuron of its layers.",
+        },
+    )
+    mask_lie: bool = field(
+        default=True,
+        metadata={
+            "label": "Mask the LIE to its neurons (LIM)",
+            "help": "Off = ablation “w/o LIM”: LIE may change every neuron of its layers.",
+        },
+    )
+    seed: int = field(
+        default=0, metadata={"label": "Seed", "help": "Random initialisation of the LoRA A matrices."},
+    )
+    neurons: NeuronConfig = field(
+        default_factory=NeuronConfig,
+        metadata={
+            "label": "Knowledge neurons",
+            "help": "Integrated-gradients settings of the knowledge-neuron search.",
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.rank_multiplier < 1:

@@ -47,19 +47,58 @@ from .rome import (
 class PmetConfig:
     """PMET hyperparameters; defaults from the authors' GPT-J settings (EasyEdit ``PMET/gpt-j-6B.yaml``)."""
 
-    layers: tuple[int, ...] | None = None  # None: per-architecture range (hparams.FAMILY_DEFAULTS)
-    mom2_update_weight: float | None = None  # λ; paper 15000; None: per architecture
-    rewrite_attention: bool = False  # also write the attention output projection (see module doc)
-    v_lr: float = 0.2
-    v_steps: int = 30
-    v_weight_decay: float = 0.5
-    kl_factor: float = 1.0
-    clamp_norm_factor: float = 0.75
-    stop_loss: float = 5e-2
-    context_templates: int = 5
-    context_length: int = 10
-    seed: int = 0
-    stats: StatsConfig = field(default_factory=StatsConfig)
+    layers: tuple[int, ...] | None = field(
+        default=None,
+        metadata={
+            "label": "Layers",
+            "help": "Layers sharing the update, e.g. 4,5,6; empty = per-architecture range "
+            "(hparams.FAMILY_DEFAULTS).",
+        },
+    )
+    mom2_update_weight: float | None = field(
+        default=None,
+        metadata={
+            "label": "Covariance weight λ",
+            "help": "λ in (λ·C + k kᵀ)⁻¹ (paper: 15000); empty = per-architecture default.",
+        },
+    )
+    rewrite_attention: bool = field(
+        default=False,
+        metadata={
+            "label": "Rewrite attention too",
+            "help": "Also write the attention output projection (see the module doc).",
+        },
+    )
+    v_lr: float = field(
+        default=0.2,
+        metadata={
+            "label": "Learning rate of δ",
+            "help": "Adam learning rate of the value offset δ (paper: 0.2).",
+        },
+    )
+    v_steps: int = field(
+        default=30, metadata={"label": "Steps of δ", "help": "Optimisation steps of δ at most (paper: 30)."},
+    )
+    v_weight_decay: float = field(
+        default=0.5, metadata={"help": "Weight of ‖δ‖ / ‖v‖² in the loss (paper: 0.5)."},
+    )
+    kl_factor: float = field(
+        default=1.0, metadata={"help": "Weight of KL(after-subject distribution, edited ‖ original) (paper: 1.0)."},
+    )
+    clamp_norm_factor: float = field(default=0.75, metadata={"help": "‖δ‖ ≤ this · ‖v‖ (paper: 0.75)."})
+    stop_loss: float = field(default=5e-2, metadata={"help": "Stop optimising δ below this loss."})
+    context_templates: int = field(
+        default=5, metadata={"help": "Generated prefixes besides the bare prompt (MEMIT: 5)."},
+    )
+    context_length: int = field(default=10, metadata={"help": "Tokens of each generated prefix (MEMIT: 10)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the sampled prefixes."})
+    stats: StatsConfig = field(
+        default_factory=StatsConfig,
+        metadata={
+            "label": "Key statistics",
+            "help": "How the key covariance C is estimated from self-generated text.",
+        },
+    )
 
     def __post_init__(self) -> None:
         check_layer_range(self)

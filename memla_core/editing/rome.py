@@ -47,17 +47,51 @@ log = logging.getLogger(__name__)
 class RomeConfig:
     """ROME hyperparameters; defaults from the authors' ``ROME/gpt2-xl.json`` (Meng et al. 2022)."""
 
-    layer: int | None = None  # None: per-architecture default (hparams.FAMILY_DEFAULTS)
-    v_lr: float = 0.5  # Adam learning rate of δ
-    v_steps: int = 20  # v_num_grad_steps
-    v_weight_decay: float = 0.5  # weight of ‖δ‖ / ‖v‖²
-    kl_factor: float = 0.0625  # weight of KL(after-subject distribution, edited ‖ original)
-    clamp_norm_factor: float = 4.0  # ‖δ‖ ≤ clamp_norm_factor · ‖v‖
-    stop_loss: float = 5e-2  # stop optimising δ below this loss
-    context_templates: int = 5  # generated prefixes (MEMIT: 5 of 10 tokens) besides the bare prompt
-    context_length: int = 10
-    seed: int = 0  # prefixes are sampled with this seed
-    stats: StatsConfig = field(default_factory=StatsConfig)
+    layer: int | None = field(
+        default=None,
+        metadata={
+            "label": "Layer",
+            "help": "Layer whose MLP down projection gets the rank-one update; empty = per-architecture default "
+            "(hparams.FAMILY_DEFAULTS).",
+        },
+    )
+    v_lr: float = field(
+        default=0.5,
+        metadata={
+            "label": "Learning rate of δ",
+            "help": "Adam learning rate of the value offset δ (paper: 0.5).",
+        },
+    )
+    v_steps: int = field(
+        default=20,
+        metadata={
+            "label": "Steps of δ",
+            "help": "Optimisation steps of δ at most (v_num_grad_steps; paper: 20).",
+        },
+    )
+    v_weight_decay: float = field(
+        default=0.5, metadata={"help": "Weight of ‖δ‖ / ‖v‖² in the loss (paper: 0.5)."},
+    )
+    kl_factor: float = field(
+        default=0.0625,
+        metadata={
+            "help": "Weight of KL(after-subject distribution, edited ‖ original) (paper: 0.0625).",
+        },
+    )
+    clamp_norm_factor: float = field(default=4.0, metadata={"help": "‖δ‖ ≤ this · ‖v‖ (paper: 4)."})
+    stop_loss: float = field(default=5e-2, metadata={"help": "Stop optimising δ below this loss."})
+    context_templates: int = field(
+        default=5, metadata={"help": "Generated prefixes besides the bare prompt (MEMIT: 5 of 10 tokens)."},
+    )
+    context_length: int = field(default=10, metadata={"help": "Tokens of each generated prefix (MEMIT: 10)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the sampled prefixes."})
+    stats: StatsConfig = field(
+        default_factory=StatsConfig,
+        metadata={
+            "label": "Key statistics",
+            "help": "How the key covariance C is estimated from self-generated text.",
+        },
+    )
 
     def __post_init__(self) -> None:
         check_value_fields(self)
