@@ -7,9 +7,9 @@ import logging
 import sys
 from typing import Sequence
 
-from . import bench, edit, facts, importing, neurons
+from . import ability, bench, edit, facts, importing, neurons, train_mend
 
-COMMANDS = (facts, neurons, edit, importing, bench)
+COMMANDS = (facts, neurons, edit, importing, bench, ability, train_mend)
 
 
 class CLIError(Exception):
