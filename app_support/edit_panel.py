@@ -9,11 +9,10 @@ import streamlit as st
 
 from memla_core.charts import edit_trace_chart, score_heatmap
 from memla_core.data.schema import Fact
-from memla_core.editing import EditRequest
+from memla_core.editing import EditRequest, method_spec
 from memla_core.evaluation import METRICS
 from memla_core.export import adapter_zip, has_adapter
 from memla_core.models import LoadedModel
-from memla_core.neurons import NeuronConfig
 from memla_core.session import EditOutcome, compute_edit, compute_neurons, evaluate_fact, generate_text
 from memla_core.views import (
     COMPARISON_COLUMNS,
@@ -30,7 +29,6 @@ from .sidebar import method_title
 from .widgets import finish, long_task, table
 
 DEFAULT_TARGETS = ("en", "zh", "fr", "de")
-STEP_FIELDS = ("max_steps", "steps", "v_steps")  # config fields that bound the optimisation, by method
 
 
 def default_targets(fact: Fact, source: str) -> list[str]:
@@ -45,17 +43,17 @@ def run_edits(lm: LoadedModel, fact: Fact, source: str, targets: list[str], conf
     with long_task("Editing") as task:
         before = before_report(lm, fact, targets, source, progress=task.counter("Scoring the unedited model"))
         for method, config in configs.items():
-            title = method_title(method)
-            neuron_config = getattr(config, "neurons", None)
+            spec, title = method_spec(method), method_title(method)
+            neuron_config = spec.neuron_config(config)
             neurons = None
-            if isinstance(neuron_config, NeuronConfig):
+            if neuron_config is not None:
                 found = state.neurons_for(fact, source, neuron_config) or found
                 if found is None or found.config != neuron_config:
                     found = compute_neurons(lm, fact, source, neuron_config, task.counter("Finding neurons"), task.cancel)
                 neurons = found
             st.markdown(f"**{title}**")
             chart, trace = st.empty(), []
-            max_steps = next((getattr(config, f) for f in STEP_FIELDS if isinstance(getattr(config, f, None), int)), None)
+            max_steps = spec.steps(config)
             task.show(0.0, f"{title}: computing the edit …")
 
             def on_step(record: dict[str, float], method=method, title=title, chart=chart, trace=trace,

@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from itertools import groupby
 from typing import Any
 
 import streamlit as st
 
 from memla_core.data.schema import Fact
-from memla_core.editing import METHODS
+from memla_core.editing import ConfigField, config_fields, method_spec
+from memla_core.editing.registry import set_fields
 from memla_core.neurons import NeuronConfig
 from memla_core.views import language_label
 
 from . import state
 from .widgets import bound
-
-# Labels and help for config fields (any method); unknown fields show their own name.
-FIELD_HELP: dict[str, tuple[str, str]] = {
-    "rank_multiplier": ("Rank multiplier n", "An editor's LoRA rank in a layer is n × its neurons there (paper: 1; 4 for Llama-3-8B)."),
-    "lr": ("Learning rate", "Adam learning rate (paper: 0.001)."),
-    "max_steps": ("Max steps", "Optimisation stops here at the latest (paper: 60)."),
-    "coefficient": ("Coefficient c", "W ← W + c·(ΔW_S + ΔW_I) (authors' code: 0.5)."),
-    "stop_loss": ("Stop when loss <", "Early stop on the loss."),
-    "stop_p_new": ("Stop when P(new) >", "Early stop once the new answer is this likely."),
-    "weight_new": ("Weight of NLL(new)", "loss = w_new·NLL(new) + w_true·P(true)."),
-    "weight_true": ("Weight of P(true)", "loss = w_new·NLL(new) + w_true·P(true)."),
-    "seed": ("Seed", "Random initialisation of the LoRA A matrices."),
-    "use_lse": ("Use the language-specific editor (LSE)", "Off = ablation “w/o LSE”."),
-    "use_lie": ("Use the language-independent editor (LIE)", "Off = ablation “w/o LIE”."),
-    "mask_lse": ("Mask the LSE to its neurons (LSM)", "Off = ablation “w/o LSM”: LSE may change every neuron of its layers."),
-    "mask_lie": ("Mask the LIE to its neurons (LIM)", "Off = ablation “w/o LIM”: LIE may change every neuron of its layers."),
-}
 
 
 def neuron_settings(fact: Fact) -> NeuronConfig:
@@ -53,44 +38,64 @@ def neuron_settings(fact: Fact) -> NeuronConfig:
     return state.neuron_config(fact)
 
 
-def _scalar_fields(config_cls: type) -> list[tuple[str, Any]]:
-    defaults = config_cls()
-    return [
-        (f.name, getattr(defaults, f.name))
-        for f in dataclasses.fields(config_cls)
-        if isinstance(getattr(defaults, f.name), (bool, int, float, str))
-    ]
-
-
 def method_settings(method: str, fact: Fact) -> Any:
-    """A form for ``METHODS[method].config_cls`` (scalar fields); returns the config object.
+    """A form for every field of the method's config, labels and help from the fields' metadata;
+    returns the config object.
 
-    A config with a ``neurons`` field gets the session's integrated-gradients settings.
+    Fields that default to ``None`` (the baselines' layers) start empty: empty means the
+    architecture's default. The knowledge-neuron fields take the session's integrated-gradients
+    settings, shared with the Neurons page.
     """
-    spec = METHODS[method]
-    fields = _scalar_fields(spec.config_cls)
-    switches = [(name, value) for name, value in fields if isinstance(value, bool)]
-    numbers = [(name, value) for name, value in fields if not isinstance(value, bool)]
+    spec = method_spec(method)
+    shown = [f for f in config_fields(spec.config_cls)
+             if f.kind is not object and not (spec.uses_neurons and f.group.split(".")[0] == "neurons")]
     values: dict[str, Any] = {}
+    switches = [f for f in shown if f.kind is bool]
     if switches:
-        st.markdown("**Switches** (the paper's ablations, Table 5)" if method == "memla" else "**Switches**")
+        st.markdown("**Switches** (the paper's ablations, Table 5)" if spec.variants else "**Switches**")
         columns = st.columns(2)
-        for i, (name, default) in enumerate(switches):
-            col = columns[i % 2]
-            label, help_text = FIELD_HELP.get(name, (name.replace("_", " "), None))
-            values[name] = bound(col.toggle, label, state.method_setting(method, name), default=default, help=help_text)
-    columns = st.columns(4)
-    for i, (name, default) in enumerate(numbers):
-        label, help_text = FIELD_HELP.get(name, (name.replace("_", " "), None))
-        col, key = columns[i % 4], state.method_setting(method, name)
-        if isinstance(default, int):
-            values[name] = bound(col.number_input, label, key, default=default, step=1, help=help_text)
-        elif isinstance(default, float):
-            step = 10 ** math.floor(math.log10(abs(default))) if default else 0.01
-            values[name] = bound(col.number_input, label, key, default=default, step=step, format="%g", help=help_text)
-        else:
-            values[name] = bound(col.text_input, label, key, default=default, help=help_text)
-    if any(f.name == "neurons" for f in dataclasses.fields(spec.config_cls)):
+        for i, f in enumerate(switches):
+            values[f.path] = bound(columns[i % 2].toggle, f.label, state.method_setting(method, f.path),
+                                   default=f.default, help=f.help or None)
+    for group, members in groupby([f for f in shown if f.kind is not bool], key=lambda f: f.group):
+        if group:
+            st.markdown(f"**{_group_title(spec.config_cls, group)}**")
+        for f, col in zip(members, _cycle_columns(4)):  # members first: no empty row at the end
+            values[f.path] = _field_input(col, method, f)
+    if spec.uses_neurons:
         st.markdown("**Knowledge neurons** (integrated gradients; the same settings as on the Neurons page)")
         values["neurons"] = neuron_settings(fact)
-    return spec.config_cls(**values)
+    return set_fields(spec.config_cls(), values, owner=method)
+
+
+def _cycle_columns(count: int):
+    """Columns ``count`` to a row, as many rows as needed."""
+    while True:
+        yield from st.columns(count)
+
+
+def _field_input(col, method: str, f: ConfigField) -> Any:
+    """One widget for a scalar, choice or list field; an optional field may be left empty."""
+    key, help_text = state.method_setting(method, f.path), f.help or None
+    if f.choices:
+        return bound(col.selectbox, f.label, key, default=f.default, options=list(f.choices), help=help_text)
+    if f.kind in (int, float):
+        empty = {"placeholder": "architecture default"} if f.optional else {}
+        if f.kind is int:
+            return bound(col.number_input, f.label, key, default=f.default, step=1, help=help_text, **empty)
+        default = f.default
+        finite = isinstance(default, float) and math.isfinite(default) and default != 0
+        step = 10 ** math.floor(math.log10(abs(default))) if finite else 0.01
+        return bound(col.number_input, f.label, key, default=default, step=step, format="%g", help=help_text, **empty)
+    if f.kind is tuple:
+        text = "" if f.default is None else ",".join(map(str, f.default))
+        placeholder = "architecture default" if f.optional else None
+        return bound(col.text_input, f.label, key, default=text, help=help_text, placeholder=placeholder)
+    return bound(col.text_input, f.label, key, default=f.default, help=help_text)
+
+
+def _group_title(config_cls: type, group: str) -> str:
+    """The nested config's own label (``stats`` -> "Key statistics")."""
+    head = group.split(".")[0]
+    meta = next(f.metadata for f in dataclasses.fields(config_cls) if f.name == head)
+    return meta.get("label", group)

@@ -13,7 +13,6 @@ optimisation step, one language of evaluation).
 
 from __future__ import annotations
 
-import inspect
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 import pandas as pd
 
 from .data.schema import Fact
-from .editing import Edit, EditRequest, method_spec
+from .editing import Edit, EditRequest, build_editor
 from .editing.base import StepFn
 from .evaluation import EvalReport, evaluate
 from .models import LoadedModel
@@ -90,18 +89,6 @@ def compute_neurons(
     # and that answer must come from the unedited weights too.
     with edited(lm, None):
         return find_neurons(lm, fact, source_language, config, progress=report)
-
-
-def build_editor(
-    method: str, config: Any | None = None, neurons: NeuronSets | None = None, pool: Sequence[Fact] | None = None
-):
-    """The registered editor for ``method``. What a session already has goes to the editors that
-    take it: precomputed ``neurons`` (MEMLA), the dataset's facts as ``pool`` (IKE demonstrations)."""
-    spec = method_spec(method)
-    config = config if config is not None else spec.config_cls()
-    accepted = inspect.signature(spec.editor_cls).parameters
-    extras = {name: value for name, value in (("neurons", neurons), ("pool", pool)) if value is not None and name in accepted}
-    return spec.editor_cls(config, **extras)
 
 
 def compute_edit(

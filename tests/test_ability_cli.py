@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from memla_core.cli import main
+
+XNLI = Path(__file__).parent / "fixtures" / "ability" / "xnli_sample.tsv"
 
 
 def test_ability_before_and_after_two_edits(tiny_checkpoints, tmp_path, capsys):
@@ -31,3 +34,12 @@ def test_ability_rejects_bad_counts_and_languages(capsys):
     assert "--items 0: expected a positive number or 'all'" in capsys.readouterr().err
     assert main(["ability", "--langs", "en,xx"]) == 2
     assert "xx not in the probe" in capsys.readouterr().err
+
+
+def test_ability_on_an_imported_set(tiny_checkpoints, capsys):
+    argv = ["ability", "--model", str(tiny_checkpoints["gpt2"]), "--probe", str(XNLI), "--probe-format", "xnli",
+            "--langs", "en,de,th", "--items", "all", "--sentences", "1", "--top-k", "8"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "note: 5 XNLI rows read; 4 imported" in printed
+    assert "nli %" in printed and "physical %" not in printed

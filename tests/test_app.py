@@ -307,3 +307,22 @@ def test_benchmark_results_of_several_sources_and_of_only_failures(app):
     _no_errors(app)
     assert any("Every edit in this file failed" in w.value for w in app.warning)
     assert [m.value for m in app.metric][:3] == ["1", "1", "1"]
+
+
+def test_a_baseline_field_that_defaults_to_none_can_be_set(app):
+    # ROME's layer defaults to None (the architecture's default); the form offers it, empty.
+    _load_model(app)
+    _pick_fact(app)
+    app.switch_page("app_pages/edit.py").run()
+    _by_label(app.multiselect, "Methods (several = compared side by side on this fact)").set_value(["rome"]).run()
+    layer = _by_label(app.number_input, "Layer")
+    assert layer.value is None and "architecture" in layer.help
+    layer.set_value(1).run()
+    _by_label(app.number_input, "Steps of δ").set_value(2).run()
+    _by_label(app.number_input, "Samples").set_value(8).run()  # key statistics: a nested field (stats.samples)
+    _by_label(app.multiselect, "Evaluated in (target languages)").set_value(["en"]).run()
+    _by_label(app.button, "Apply edit").click().run()
+    _no_errors(app)
+    edit = app.session_state["edits"]["rome"].edit
+    assert edit.config["layer"] == 1 and edit.config["stats"]["samples"] == 8
+    assert edit.config["v_steps"] == 2 and list(edit.weight_deltas) == ["model.layers.1.mlp.down_proj.weight"]

@@ -93,7 +93,7 @@ def test_resolve_method_applies_ablation_seed_and_overrides(tiny_models):
     strict = BenchConfig(method_overrides={"memla": {"learning_rate": 1}})
     with pytest.raises(BenchConfigError, match="learning_rate.*fields: rank_multiplier"):
         resolve_method("memla", lm, strict)
-    with pytest.raises(BenchConfigError, match="expects a int"):
+    with pytest.raises(BenchConfigError, match="'max_steps' expects an integer"):
         resolve_method("memla", lm, BenchConfig(method_overrides={"memla": {"max_steps": "many"}}))
 
 

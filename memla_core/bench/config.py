@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..editing import hparams
-from ..editing.memla import ABLATIONS
-from ..editing.registry import METHODS, MethodSpec, method_spec
+from ..editing import registry
+from ..editing.registry import METHODS, STEPS_ALIAS, ConfigFieldError, MethodSpec, build_editor, has_field, method_spec
 from ..models import LoadedModel, ModelSpec
-
-ABLATION_VARIANTS: dict[str, tuple[str, ...]] = {"memla": ABLATIONS}
-"""Methods whose config class offers ``ablation(variant)``, with the variants it knows."""
 
 
 class BenchConfigError(ValueError):
@@ -91,10 +86,6 @@ class BenchConfig:
 # --------------------------------------------------------------------------- method names
 
 
-def _squash(text: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", text.lower())
-
-
 def base_method(name: str) -> str:
     """``memla:w/o LSM`` -> ``memla``."""
     return name.split(":", 1)[0].strip().lower()
@@ -107,25 +98,21 @@ def canonical_method(name: str) -> str:
     """
     base, sep, variant = name.strip().partition(":")
     base = base.strip().lower()
-    method_spec(base)  # unknown base -> error listing the available ones
+    spec = method_spec(base)  # unknown base -> error listing the available ones
     if not sep:
         return base
-    variants = ABLATION_VARIANTS.get(base)
-    if not variants:
+    if not spec.variants:
         raise BenchConfigError(f"Method '{base}' has no ablation variants; '{name}' cannot be run.")
-    wanted = _squash(variant)
-    for known in variants:
-        if _squash(known) == wanted or _squash(known.replace("w/o", "no")) == wanted:
-            return base if known == variants[0] else f"{base}:{known}"
-    raise BenchConfigError(
-        f"Unknown variant '{variant}' of {base}; choose one of {', '.join(variants)} "
-        f"(written e.g. '{base}:wo-lsm')."
-    )
+    try:
+        known = spec.variant_label(variant)
+    except ConfigFieldError as err:
+        raise BenchConfigError(str(err)) from None
+    return base if known == next(iter(spec.variants)) else f"{base}:{known}"
 
 
 def ablation_methods(base: str = "memla") -> tuple[str, ...]:
     """The full paper Table 5 set of method names, the unablated method first."""
-    variants = ABLATION_VARIANTS[base]
+    variants = tuple(method_spec(base).variants)
     return (base, *(f"{base}:{v}" for v in variants[1:]))
 
 
@@ -147,32 +134,22 @@ class MethodRun:
 
     @property
     def uses_neurons(self) -> bool:
-        """Editors that accept precomputed knowledge neurons (computed once per fact and source)."""
-        return hasattr(self.config, "neurons") and _accepts(self.spec.editor_cls, "neurons")
+        """Editors that take precomputed knowledge neurons (computed once per fact and source)."""
+        return self.spec.uses_neurons
+
+    def has_setting(self, path: str) -> bool:
+        """Whether an override of ``path`` (``edit_steps`` included) reaches this method's config."""
+        return has_field(self.config, self.spec.resolve_path(path))
 
     def editor(self, neurons=None, pool=None):
         """The editor, given what it can use: precomputed neurons (MEMLA) and the benchmark's facts
         as the demonstration pool of in-context methods (IKE), instead of the bundled ones."""
-        extras = {}
-        if self.uses_neurons:
-            extras["neurons"] = neurons
-        if pool is not None and _accepts(self.spec.editor_cls, "pool"):
-            extras["pool"] = pool
-        return self.spec.editor_cls(self.config, **extras)
-
-
-def _accepts(fn, name: str) -> bool:
-    import inspect
-
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
+        return build_editor(self.spec, self.config, neurons=neurons, pool=pool)
 
 
 def default_method_config(spec: MethodSpec, lm: LoadedModel):
     """The method's defaults for this model (baselines need model-specific layers)."""
-    return hparams.default_config(spec.name, lm)
+    return registry.default_config(spec, lm)
 
 
 def resolve_method(name: str, lm: LoadedModel, config: BenchConfig) -> MethodRun:
@@ -182,20 +159,17 @@ def resolve_method(name: str, lm: LoadedModel, config: BenchConfig) -> MethodRun
     spec = method_spec(base)
     method_config = default_method_config(spec, lm)
     if variant:
-        switched = type(method_config).ablation(variant)
-        plain = type(method_config)()
-        switches = {
-            f.name: getattr(switched, f.name)
-            for f in dataclasses.fields(switched)
-            if getattr(switched, f.name) != getattr(plain, f.name)
-        }
-        method_config = dataclasses.replace(method_config, **switches)
+        method_config = spec.with_variant(method_config, variant)
     for path, value in lenient_overrides(config).items():
+        path = spec.resolve_path(path)
         if has_field(method_config, path):
             method_config = set_field(method_config, path, value)
     for key in (base, name):
         for path, value in dict(config.method_overrides.get(key, {})).items():
-            method_config = set_field(method_config, path, value, owner=name)
+            target = spec.resolve_path(path)
+            if target is None:
+                raise BenchConfigError(f"{spec.title} has no optimisation steps; '{path}' cannot be set for {name}.")
+            method_config = set_field(method_config, target, value, owner=name)
     return MethodRun(name, spec, method_config)
 
 
@@ -205,66 +179,13 @@ def lenient_overrides(config: BenchConfig) -> dict[str, Any]:
     return {"seed": config.seed, **dict(config.common_overrides), **dict(config.method_overrides.get("*", {}))}
 
 
-def has_field(config: Any, path: str) -> bool:
-    head, _, rest = path.partition(".")
-    if not dataclasses.is_dataclass(config) or head not in {f.name for f in dataclasses.fields(config)}:
-        return False
-    return has_field(getattr(config, head), rest) if rest else True
-
-
 def set_field(config: Any, path: str, value: Any, owner: str = "") -> Any:
-    """A copy of a (frozen, possibly nested) dataclass with ``path`` set to ``value``, coerced to
-    the field's current type so that CLI strings work."""
-    head, _, rest = path.partition(".")
-    names = [f.name for f in dataclasses.fields(config)] if dataclasses.is_dataclass(config) else []
-    if head not in names:
-        where = f" of {owner}" if owner else ""
-        raise BenchConfigError(
-            f"'{path}' is not a field{where}'s config {type(config).__name__}; fields: {', '.join(names)}."
-        )
-    current = getattr(config, head)
-    new = set_field(current, rest, value, owner) if rest else coerce(value, current, path)
-    return dataclasses.replace(config, **{head: new})
-
-
-def coerce(value: Any, current: Any, path: str = "value") -> Any:
-    """``value`` (often a CLI string) as the type of ``current``."""
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-    else:
-        parsed = value
+    """``registry.set_field`` (strict coercion of CLI strings to the field's type), its errors as
+    benchmark-setting errors."""
     try:
-        if isinstance(current, bool):
-            if isinstance(parsed, str):
-                if parsed.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
-                    raise ValueError(parsed)
-                return parsed.lower() in ("true", "yes", "on", "1")
-            return bool(parsed)
-        if isinstance(current, int):
-            if isinstance(parsed, float) and not parsed.is_integer():
-                raise ValueError(parsed)
-            return int(parsed)
-        if isinstance(current, float):
-            return float(parsed)
-        if isinstance(current, tuple):
-            if isinstance(parsed, str):
-                return tuple(p.strip() for p in parsed.split(",") if p.strip())
-            return tuple(parsed)
-        if isinstance(current, str):
-            return str(value)
-    except (TypeError, ValueError):
-        raise BenchConfigError(
-            f"'{path}' expects a {type(current).__name__} (now {current!r}); cannot use {value!r}."
-        ) from None
-    return parsed
-
-
-EDIT_STEP_FIELDS = ("max_steps", "steps", "num_steps", "v_steps")
-"""Optimisation-step fields of the method configs (MEMLA ``max_steps``, ROME ``v_steps`` …):
-one "edit steps" setting sets whichever a method has."""
+        return registry.set_field(config, path, value, owner)
+    except ConfigFieldError as err:
+        raise BenchConfigError(str(err)) from None
 
 
 def speed_overrides(
@@ -285,5 +206,5 @@ def speed_overrides(
     if independent_languages is not None:
         common["neurons.independent_languages"] = tuple(independent_languages)
     if edit_steps is not None:
-        common.update({name: edit_steps for name in EDIT_STEP_FIELDS})
+        common[STEPS_ALIAS] = edit_steps  # each method's own step field (MethodSpec.step_field)
     return common

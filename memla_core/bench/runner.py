@@ -27,7 +27,7 @@ from ..models import LoadedModel, load_model
 from ..neurons import NeuronConfig, NeuronSets, find_neurons
 from ..session import CancelToken
 from . import store
-from .config import BenchConfig, BenchConfigError, MethodRun, has_field, lenient_overrides, resolve_method
+from .config import BenchConfig, BenchConfigError, MethodRun, lenient_overrides, resolve_method
 from .distributed import ProcessContext, process_context
 from .store import KEY_COLUMNS, Key
 
@@ -251,7 +251,7 @@ def run_bench(
         lm = load_model(spec)
     methods = [resolve_method(name, lm, config) for name in config.methods]
     for path in lenient_overrides(config):
-        if path != "seed" and not any(has_field(m.config, path) for m in methods):
+        if path != "seed" and not any(m.has_setting(path) for m in methods):
             log.warning("Setting '%s' matches no field of %s; it is ignored.", path, ", ".join(config.methods))
     expected = expected_groups(facts, methods, config)
     out = config.out

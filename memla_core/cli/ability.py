@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--source-lang", default="en", help="language the edit is written in")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="set a field of the method's config, as in `memla edit` (repeatable)")
+    parser.add_argument("--probe", type=Path, help="score a public set from disk instead of the bundled probe")
+    parser.add_argument("--probe-format", default="xnli", help="format of --probe: piqa, anli or xnli (default xnli)")
     parser.add_argument("--langs", default="all", help="probe languages, comma-separated, or 'all'")
     parser.add_argument("--items", default=str(QUICK_ITEMS),
                         help=f"items of each task per language, or 'all' (default {QUICK_ITEMS}; all: 62)")
@@ -73,7 +75,15 @@ def ability_config(args: argparse.Namespace, languages: tuple[str, ...]) -> Abil
 def run(args: argparse.Namespace) -> int:
     from .common import load_dataset_arg, load_model_arg
 
-    probe, sentences = load_bundled_probe(), load_sentences()
+    if args.probe is not None:
+        from ..ability.importers import import_probe
+
+        probe = import_probe(args.probe_format, args.probe)
+        for note in probe.notes:
+            print(f"note: {note}")
+    else:
+        probe = load_bundled_probe()
+    sentences = load_sentences()
     config = ability_config(args, probe.languages)
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     fact = None

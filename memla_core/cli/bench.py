@@ -64,7 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     speed.add_argument("--threshold", type=float, help="adaptive neuron threshold (default 0.3)")
     speed.add_argument("--independent-langs", help="languages intersected for language-independent neurons")
     speed.add_argument(
-        "--edit-steps", type=int, help="optimisation steps of each edit (MEMLA max_steps, default 60; ROME v_steps …)"
+        "--edit-steps", type=int,
+        help="optimisation steps of each edit, in each method's own step field (" + ", ".join(
+            f"{s.title} {s.step_field}" for s in METHODS.values() if s.step_field) + "); also '*.edit_steps=N' in --set",
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",

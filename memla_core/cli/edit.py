@@ -6,17 +6,59 @@ import argparse
 import dataclasses
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from ..editing import ABLATIONS, EditRequest, MemlaConfig, method_spec
-from ..editing.registry import METHODS, config_fields
+from ..editing import EditRequest, MethodSpec, method_spec
+from ..editing.registry import (
+    METHODS,
+    STEPS_ALIAS,
+    ConfigFieldError,
+    build_editor,
+    coerce,
+    config_field,
+    config_fields,
+    default_config,
+    has_field,
+    set_field,
+)
 from ..evaluation import METRICS, evaluate
 from ..neurons import find_neurons
 from .common import add_dataset_args, add_model_args, load_dataset_arg, load_model_arg, parse_languages
-from .neurons import add_neuron_args, neuron_config
+from .neurons import add_neuron_args
 from .progress import step_bar
+
+
+@dataclass(frozen=True)
+class SettingFlag:
+    """A command-line flag that sets one config field of whichever method is chosen."""
+
+    dest: str  # argparse destination (``--max-steps`` -> ``max_steps``)
+    path: str  # config field; ``edit_steps`` = the method's step field
+
+    @property
+    def option(self) -> str:
+        return "--" + self.dest.replace("_", "-")
+
+
+SETTING_FLAGS = (
+    SettingFlag("rank_multiplier", "rank_multiplier"),
+    SettingFlag("lr", "lr"),
+    SettingFlag("max_steps", STEPS_ALIAS),
+    SettingFlag("coefficient", "coefficient"),
+    SettingFlag("ig_steps", "neurons.steps"),
+    SettingFlag("ig_baseline", "neurons.baseline"),
+    SettingFlag("threshold", "neurons.threshold"),
+    SettingFlag("independent_langs", "neurons.independent_languages"),
+)
+"""Flags given for a method whose config lacks the field are refused, never ignored."""
+
+
+def _methods_with(path: str) -> str:
+    return ", ".join(s.title for s in METHODS.values() if has_field(s.config_cls, s.resolve_path(path))) or "none"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,51 +71,98 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", default="memla", help=f"editing method: {', '.join(METHODS)}")
     parser.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE",
-        help="override a field of the method's config (repeatable), e.g. --set lr=0.01",
+        help="set a field of the method's config (repeatable): --set lr=0.01, --set neurons.threshold=0.2, "
+        "--set layer=none (the architecture's default); edit_steps is every method's step count",
     )
-    memla = parser.add_argument_group("MEMLA (method.md §2)")
-    defaults = MemlaConfig()
-    memla.add_argument("--rank-multiplier", type=int, default=defaults.rank_multiplier, help="n (default 1)")
-    memla.add_argument("--lr", type=float, default=defaults.lr)
-    memla.add_argument("--max-steps", type=int, default=defaults.max_steps)
-    memla.add_argument("--coefficient", type=float, default=defaults.coefficient, help="c (default 0.5)")
-    memla.add_argument("--ablation", choices=ABLATIONS, default="MEMLA", help="paper Table 5 variant")
+    group = parser.add_argument_group(
+        "method settings (each sets a config field; refused for a method whose config lacks it)"
+    )
+    group.add_argument("--rank-multiplier", type=int, help=f"n, LoRA rank per neuron ({_methods_with('rank_multiplier')})")
+    group.add_argument("--lr", type=float, help=f"learning rate, field lr ({_methods_with('lr')})")
+    group.add_argument(
+        "--max-steps", type=int, help=f"optimisation steps: the method's step field ({_methods_with(STEPS_ALIAS)})"
+    )
+    group.add_argument("--coefficient", type=float, help=f"c in W + c·ΔW ({_methods_with('coefficient')})")
+    variants = "; ".join(f"{s.title}: {', '.join(s.variants)}" for s in METHODS.values() if s.variants)
+    group.add_argument("--ablation", help=f"a variant of the method ({variants})")
     add_neuron_args(parser)
+    # Unset neuron flags stay None, so that one given for a method without neurons is refused.
+    parser.set_defaults(ig_steps=None, ig_baseline=None, threshold=None, independent_langs=None)
     parser.add_argument("--out", type=Path, help="write results: .json (everything) or .csv (the table)")
     parser.set_defaults(run=run)
 
 
-def _coerce(value: str, current):
-    if isinstance(current, bool):
-        return value.lower() in ("1", "true", "yes", "on")
-    if isinstance(current, int):
-        return int(value)
-    if isinstance(current, float):
-        return float(value)
-    if isinstance(current, tuple):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    return value
+def requested_settings(args: argparse.Namespace, spec: MethodSpec) -> list[tuple[str, Any]]:
+    """(config field, value) for every setting flag given and every ``--set``, in that order.
+
+    Checked against the method's config before any model loads: a flag the method has no field
+    for, an unknown field or a value of the wrong type is an error naming it.
+    """
+    requested: list[tuple[str, str, Any]] = []
+    for flag in SETTING_FLAGS:
+        value = getattr(args, flag.dest)
+        if value is None:
+            continue
+        path = spec.resolve_path(flag.path)
+        if not has_field(spec.config_cls, path):
+            what = "no step count" if path is None else f"no field '{flag.path}'"
+            raise ValueError(
+                f"{flag.option} does not apply to {spec.title}: its config has {what} (the flag applies to "
+                f"{_methods_with(flag.path)}). Set {spec.title}'s fields with --set FIELD=VALUE: {_field_list(spec)}."
+            )
+        requested.append((flag.option, path, value))
+    if args.no_cache and not spec.uses_neurons:
+        raise ValueError(f"--no-cache applies to methods that find knowledge neurons ({_neuron_methods()}), not {spec.title}.")
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--set {item}: expected FIELD=VALUE with FIELD one of {_field_list(spec)}.")
+        path = spec.resolve_path(name.strip())
+        if not has_field(spec.config_cls, path):
+            what = "no step count" if path is None else f"no field '{name.strip()}'"
+            raise ValueError(f"--set {item}: {spec.title} has {what}; fields: {_field_list(spec)}.")
+        requested.append((f"--set {item}", path, value))
+    settings = []
+    for option, path, value in requested:
+        try:
+            settings.append((path, coerce(value, config_field(spec.config_cls, path))))
+        except ConfigFieldError as err:
+            raise ValueError(f"{option}: {err}") from None
+    return settings
+
+
+def _field_list(spec: MethodSpec) -> str:
+    return ", ".join(f.path for f in config_fields(spec.config_cls))
+
+
+def _neuron_methods() -> str:
+    return ", ".join(s.title for s in METHODS.values() if s.uses_neurons) or "none"
+
+
+def method_variant(args: argparse.Namespace, spec: MethodSpec) -> str | None:
+    """The ``--ablation`` variant's label, or None; refused for a method without variants."""
+    if args.ablation is None:
+        return None
+    if not spec.variants:
+        others = ", ".join(s.title for s in METHODS.values() if s.variants) or "none"
+        raise ValueError(f"--ablation does not apply to {spec.title}: it has no variants (methods with variants: {others}).")
+    try:
+        return spec.variant_label(args.ablation)
+    except ConfigFieldError as err:
+        raise ValueError(f"--ablation: {err}") from None
 
 
 def method_config(args: argparse.Namespace, lm):
+    """The method's defaults for ``lm``, then the ``--ablation`` variant, the flags and ``--set`` items."""
     spec = method_spec(args.method)
-    if spec.name == "memla":
-        config = MemlaConfig.ablation(
-            args.ablation, rank_multiplier=args.rank_multiplier, lr=args.lr, max_steps=args.max_steps,
-            coefficient=args.coefficient, neurons=neuron_config(args),
-        )
-    else:
-        from ..editing import hparams
-
-        config = hparams.default_config(spec.name, lm)
-    overrides = {}
-    allowed = config_fields(type(config))
-    for item in args.set:
-        field, sep, value = item.partition("=")
-        if not sep or field not in allowed:
-            raise ValueError(f"--set {item}: expected FIELD=VALUE with FIELD one of {', '.join(allowed)}.")
-        overrides[field] = _coerce(value, getattr(config, field))
-    return dataclasses.replace(config, **overrides) if overrides else config
+    variant = method_variant(args, spec)
+    settings = requested_settings(args, spec)
+    config = default_config(spec, lm)
+    if variant is not None:
+        config = spec.with_variant(config, variant)
+    for path, value in settings:
+        config = set_field(config, path, value, owner=spec.name)
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,21 +171,24 @@ def run(args: argparse.Namespace) -> int:
     fact.in_language(args.source_lang)
     languages = parse_languages(args.langs, fact)
     spec = method_spec(args.method)  # every argument is checked before the model loads
+    method_variant(args, spec)
+    requested_settings(args, spec)
     lm = load_model_arg(args)
     config = method_config(args, lm)
-    if spec.name == "memla":
+    neurons = None
+    if spec.uses_neurons:
         with step_bar("knowledge neurons (integrated gradients)", unit="prompt") as progress:
             neurons = find_neurons(
-                lm, fact, args.source_lang, config.neurons, cache=False if args.no_cache else None, progress=progress
+                lm, fact, args.source_lang, spec.neuron_config(config), cache=False if args.no_cache else None,
+                progress=progress,
             )
-        editor = spec.editor_cls(config, neurons=neurons)
-    else:
-        editor = spec.editor_cls(config)
+    # The dataset's facts are the demonstration pool of in-context methods (IKE).
+    editor = build_editor(spec, config, neurons=neurons, pool=dataset.facts)
     before = evaluate(lm, fact, languages, source_language=args.source_lang)
     with step_bar(f"{spec.title} edit", unit="step") as progress:
         edit = editor.compute(
             lm, EditRequest(fact, args.source_lang),
-            on_step=lambda r: progress(int(r["step"]) + 1, getattr(config, "max_steps", 0) or int(r["step"]) + 1,
+            on_step=lambda r: progress(int(r["step"]) + 1, spec.steps(config) or int(r["step"]) + 1,
                                        f"loss {r['loss']:.3f} P(new) {r['p_new']:.2f}"),
         )
     with edit.applied(lm):

@@ -6,8 +6,8 @@ layer 17 of 48). Here a layer is a *relative depth* p ∈ [0, 1], turned into
 (``ArchitectureAdapter.family``) serves every size of that family, and a 2-layer test model
 gets a valid layer too. Only the fields a family needs to differ on are listed; every other
 field keeps the default of its config class (the paper's value). A config field left ``None``
-means "take it from this table" — ``resolve`` fills it, ``default_config`` builds a whole
-config.
+means "take it from this table" — ``resolve`` fills it (``registry.default_config`` builds a
+whole config).
 
 Where the numbers come from (layers as given in the authors' files, then relative):
 - GPT-2 (GPT-2 XL, 48 layers): FT-L layer 0 (ROME's ``FT/gpt2-xl_constr.json``); ROME layer 17;
@@ -28,7 +28,7 @@ Where the numbers come from (layers as given in the authors' files, then relativ
 
 from __future__ import annotations
 
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import fields, replace
 from typing import Any
 
 from ..models import LoadedModel
@@ -135,13 +135,4 @@ def resolve(config: Any, method: str, lm: LoadedModel) -> Any:
             f"({method}, family '{lm.adapter.family}'); give them explicitly."
         )
     return replace(config, **fill)
-
-
-def default_config(method: str, lm: LoadedModel, **overrides: Any) -> Any:
-    """The typed config of ``method`` for ``lm``: class defaults, then this table, then ``overrides``."""
-    from .registry import method_spec  # registry imports the editors, which import this module
-
-    cls = method_spec(method).config_cls
-    config = cls(**overrides)
-    return resolve(config, method, lm) if is_dataclass(config) else config
 
