@@ -12,6 +12,7 @@ from memla_core.data.schema import Fact
 from memla_core.editing import EditRequest, method_spec
 from memla_core.evaluation import METRICS
 from memla_core.export import adapter_zip, has_adapter
+from memla_core.knowledge import describe
 from memla_core.models import LoadedModel
 from memla_core.session import EditOutcome, compute_edit, compute_neurons, evaluate_fact, generate_text
 from memla_core.views import (
@@ -24,6 +25,7 @@ from memla_core.views import (
 )
 
 from . import state
+from .knowledge_panel import fact_knowledge
 from .resources import before_report
 from .sidebar import method_title
 from .widgets import finish, long_task, table
@@ -82,7 +84,10 @@ def revert() -> None:
 
 
 def show_outcomes(outcomes: dict[str, EditOutcome], lm: LoadedModel) -> None:
-    comparisons = {m: edit_comparison(o.before, o.after, method_title(m)) for m, o in outcomes.items()}
+    fact = state.current_fact()
+    languages = list(next(iter(outcomes.values())).after.summary["target_lang"])
+    knew = {lang: describe(check) for lang, check in fact_knowledge(lm, fact, languages).items()} if fact else {}
+    comparisons = {m: edit_comparison(o.before, o.after, method_title(m), fact, knew) for m, o in outcomes.items()}
     if len(outcomes) > 1:
         st.subheader("Methods side by side")
         source = next(iter(outcomes.values())).edit.source_language

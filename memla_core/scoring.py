@@ -7,7 +7,7 @@ only at the positions that predict answer tokens instead of materialising batchÃ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from transformers import GenerationConfig
@@ -125,6 +125,20 @@ def answer_token_hits(lm: LoadedModel, items: Sequence[Completion], batch_size: 
                 pred = project_to_logits(lm, hidden[r, pos]).argmax(-1).tolist()
                 hits.append([p == t for p, t in zip(pred, it.answer_ids)])
     return hits
+
+
+def answer_logits(lm: LoadedModel, items: Sequence[Completion], batch_size: int = 32) -> Iterator[torch.Tensor]:
+    """Teacher-forced logits (answer length Ã— vocabulary, float32) at each item's answer positions,
+    one item at a time: a batch's full-vocabulary rows are never all kept at once."""
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        input_ids, mask = _teacher_forcing_batch(lm, chunk)
+        with torch.no_grad():
+            hidden = lm.model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            for r, it in enumerate(chunk):
+                first = len(it.prompt_ids) - 1
+                pos = torch.arange(first, first + len(it.answer_ids), device=lm.device)
+                yield project_to_logits(lm, hidden[r, pos]).float()
 
 
 def greedy_generate(

@@ -191,20 +191,32 @@ def neuron_summary(neurons: NeuronSets) -> pd.DataFrame:
 # --------------------------------------------------------------------------- edits
 
 COMPARISON_COLUMNS = [
-    "target language", "answer before", "answer after", "P(new) before", "P(new) after",
+    "target language", "true answer", "new answer", "model knew it", "answer before", "answer after",
+    "P(new) before", "P(new) after",
     "P(true) before", "P(true) after", "ES", "PS", "NS before", "NS", "QS",
 ]
 """What the app shows of ``edit_comparison`` (locality needs its "before" to be read)."""
 
 
-def edit_comparison(before: EvalReport, after: EvalReport, method: str = "") -> pd.DataFrame:
-    """One row per target language: answers and probabilities before/after, metrics after."""
+def edit_comparison(
+    before: EvalReport, after: EvalReport, method: str = "", fact: Fact | None = None,
+    knowledge: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """One row per target language: answers and probabilities before/after, metrics after.
+
+    With ``fact`` each row also shows that language's true and new answer (an answer reads as
+    wrong or right only next to them); ``knowledge`` maps a language to the verdict on whether the
+    unedited model knew the fact there (``knowledge.describe``)."""
     b = before.summary.set_index("target_lang")
     a = after.summary.set_index("target_lang")
     rows = []
     for lang in a.index:
+        targets = fact.languages[lang].edit if fact is not None and lang in fact.languages else None
         row = {
             "target language": lang,
+            "true answer": (targets.target_true or "—") if targets else "",
+            "new answer": targets.target_new if targets else "",
+            "model knew it": (knowledge or {}).get(lang, ""),
             "answer before": b.loc[lang, "answer"] if lang in b.index else "",
             "answer after": a.loc[lang, "answer"],
             "P(new) before": b.loc[lang, "p_new"] if lang in b.index else math.nan,

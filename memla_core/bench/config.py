@@ -52,6 +52,11 @@ class BenchConfig:
     out: Path = field(default=Path("results.csv"), metadata={"help": "results CSV, appended to as it goes"})
     parquet: bool = field(default=False, metadata={"help": "also write the merged results as .parquet"})
     overwrite: bool = field(default=False, metadata={"help": "discard earlier rows instead of resuming"})
+    known_only: bool = field(
+        default=False,
+        metadata={"help": "skip (fact, source) pairs whose source-language fact the unedited model does not know "
+                  "(greedy decoding misses the true answer; memla_core.knowledge)"},
+    )
     barrier_timeout_s: float = field(
         default=24 * 3600.0,
         metadata={"help": "how long processes wait for each other (shards finish at different times)"},

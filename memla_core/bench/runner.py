@@ -103,6 +103,23 @@ def expected_groups(
     return groups
 
 
+def drop_unknown_sources(
+    expected: dict[Key, frozenset[str]], lm: LoadedModel, facts: Sequence[Fact]
+) -> dict[Key, frozenset[str]]:
+    """``known_only``: keep the groups whose source-language fact the unedited model knows
+    (research convention: edit what the model knows). Checks are cached on disk per model."""
+    from ..knowledge import check_knowledge, known_pairs
+
+    by_id = {fact.example_id: fact for fact in facts}
+    pairs = sorted({(fact_id, source) for fact_id, _, source in expected})
+    known: set[tuple[str, str]] = set()
+    for source in dict.fromkeys(source for _, source in pairs):
+        known |= known_pairs(check_knowledge(lm, [by_id[f] for f, s in pairs if s == source], [source]))
+    kept = {key: targets for key, targets in expected.items() if (key[0], key[2]) in known}
+    log.info("known_only: %d of %d (fact, source) pairs are known by %s.", len({(k[0], k[2]) for k in kept}), len(pairs), lm.key)
+    return kept
+
+
 def check_compatible(existing: pd.DataFrame, methods: Sequence[MethodRun], model_key: str, config: BenchConfig) -> None:
     """Refuse to mix rows computed with other settings into one results file."""
     for method in methods:
@@ -254,6 +271,8 @@ def run_bench(
         if path != "seed" and not any(m.has_setting(path) for m in methods):
             log.warning("Setting '%s' matches no field of %s; it is ignored.", path, ", ".join(config.methods))
     expected = expected_groups(facts, methods, config)
+    if config.known_only:
+        expected = drop_unknown_sources(expected, lm, facts)
     out = config.out
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -279,7 +298,8 @@ def run_bench(
         targets = target_languages(fact, config)
         for source in config.source_languages:
             if (fact.example_id, methods[0].name, source) not in expected:
-                log.info("Fact %s has no '%s' version (or no target language); skipped.", fact.example_id, source)
+                log.info("Fact %s: no '%s' version, no target language, or (known_only) not known there; skipped.",
+                         fact.example_id, source)
                 continue
             neuron_sets: dict[NeuronConfig, NeuronSets] = {}
             for method in methods:

@@ -58,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("results.csv"), help="results CSV (default results.csv)")
     parser.add_argument("--parquet", action="store_true", help="also write the results as .parquet")
     parser.add_argument("--overwrite", action="store_true", help="discard rows in --out instead of resuming")
+    parser.add_argument(
+        "--known-only", action="store_true",
+        help="skip (fact, source) pairs the unedited model does not know in the source language (`memla facts --known`)",
+    )
     speed = parser.add_argument_group("speed (applied to every method that has the setting)")
     speed.add_argument("--ig-steps", type=int, help="integrated-gradients steps m for knowledge neurons (default 20)")
     speed.add_argument("--ig-baseline", choices=["eos", "zero"], help="integrated-gradients baseline (default eos)")
@@ -126,6 +130,7 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
         out=args.out,
         parquet=args.parquet,
         overwrite=args.overwrite,
+        known_only=args.known_only,
         barrier_timeout_s=args.barrier_timeout,
     )
 

@@ -1,0 +1,66 @@
+"""AppTest checks that the app says what it shows: what the unedited model knows, what a
+comparison averages over, how many facts a cell holds. Tiny random Gemma-3 checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from memla_core.data import load_bundled
+from memla_core.knowledge import KnowledgeCache
+from memla_core.models import LoadedModel, ModelSpec
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+FACT = "geo-capital-france"
+
+
+def _no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.fixture
+def loaded_app(tiny_checkpoints, monkeypatch) -> AppTest:
+    monkeypatch.setenv("MEMLA_APP_MODEL", str(tiny_checkpoints["gemma3_text"]))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    next(b for b in at.button if b.label == "Load model").click().run()
+    _no_errors(at)
+    return at
+
+
+def _plant_knowledge(checkpoint: Path, known: set[tuple[str, str]]) -> None:
+    """Verdicts for every bundled (fact, language), in the on-disk cache the app reads."""
+    key = LoadedModel.key.fget(SimpleNamespace(spec=ModelSpec(str(checkpoint))))
+    entries = {}
+    for fact in load_bundled():
+        for lang, block in fact.languages.items():
+            e = block.edit
+            hit = (fact.example_id, lang) in known
+            entries[KnowledgeCache.key(lang, e.filled(), e.target_true, e.target_new)] = {
+                "rank": 1 if hit else 7, "probability": 0.6 if hit else 0.01, "greedy_correct": hit,
+                "top_token": e.target_true if hit else "the", "p_new": 0.001,
+            }
+    KnowledgeCache(SimpleNamespace(key=key)).put_many(entries)
+
+
+def test_facts_page_marks_known_languages_and_filters_to_known_facts(loaded_app, tiny_checkpoints):
+    _plant_knowledge(tiny_checkpoints["gemma3_text"], {(FACT, "en"), (FACT, "fr"), ("geo-capital-japan", "fr")})
+    at = loaded_app
+    at.switch_page("app_pages/facts.py").run()
+    next(s for s in at.selectbox if s.label.startswith("Fact to work on")).select(FACT).run()
+    _no_errors(at)
+    row = at.dataframe[-1].value.loc["unedited model knows it?"]
+    assert row["English (en)"].startswith("✓ known") and row["French (fr)"].startswith("✓ known")
+    assert row["German (de)"].startswith("✗ unknown: says “the”") and "rank 7" in row["German (de)"]
+    assert any("knows this fact in 2 of 12 shown languages" in c.value for c in at.caption)
+
+    # The filter keeps facts known in the source language (English here): only FACT.
+    next(c for c in at.checkbox if c.label.startswith("Only facts the model knows")).check().run()
+    _no_errors(at)
+    picker = next(s for s in at.selectbox if s.label.startswith("Fact to work on"))
+    assert len(picker.options) == 1 and picker.options[0].startswith(FACT)
+    assert picker.label.startswith(f"Fact to work on (1 of {len(load_bundled())} match")
