@@ -24,7 +24,9 @@ from memla_core.bench.summaries import (
     multihop_table_wide,
     run_totals,
 )
+from memla_core.bench.uncertainty import MIN_FACTS, avg_label, cell_statistics
 from memla_core.charts import difference_heatmap, grouped_bars, score_heatmap
+from memla_core.evaluation import TOKEN_ACCURACY
 from memla_core.editing import METHODS
 from memla_core.editing.memla import ABLATIONS
 from memla_core.neurons import NeuronConfig
@@ -216,7 +218,12 @@ def results_panel() -> None:
     cols[2].metric("Failed edits", totals["failed"])
     cols[3].metric("Compute time", f"{totals['seconds'] / 60:.1f} min")
     st.caption("Our numbers come from your model and facts; the paper's from mGPT 1.3B on the full MKEB. "
-               "Differences are ours − paper, in percentage points: blue above the paper, red below.")
+               "Differences are ours − paper, in percentage points: blue above the paper, red below, grey where "
+               f"the paper's value lies inside our 95% bootstrap interval over facts. Cells over fewer than {MIN_FACTS} "
+               "facts are grey with their n; hover any cell for n and its interval.")
+    if "es_definition" in results and (results["es_definition"] == TOKEN_ACCURACY).any():
+        st.caption(":warning: Some facts have no true answer (imported zsRE-style data): their ES/PS is token accuracy "
+                   "of the new answer, not the paper's P(new) > P(true).")
     main = main_table(results)
     stem = Path(name).stem
     if main.empty:
@@ -226,7 +233,7 @@ def results_panel() -> None:
                     "Time and coverage", "All rows"])
     if not main.empty:
         with tabs[0]:
-            _main_comparison(main, stem)
+            _main_comparison(main, stem, cell_statistics(results))
         with tabs[1]:
             _source_target(main, stem)
     with tabs[2]:
@@ -239,10 +246,15 @@ def results_panel() -> None:
         table(results, f"{stem} rows")
 
 
-def _side_by_side(ours: pd.DataFrame, theirs: pd.DataFrame, what: str, name: str, fmt: str = ".1f") -> None:
-    """Our grid, the paper's, and the difference, each with its CSV."""
-    st.plotly_chart(score_heatmap(ours, f"Ours: {what}", fmt=fmt))
+def _side_by_side(ours: pd.DataFrame, theirs: pd.DataFrame, what: str, name: str, fmt: str = ".1f",
+                  stats: dict[str, pd.DataFrame] | None = None) -> None:
+    """Our grid, the paper's, and the difference, each with its CSV. ``stats`` (grids ``n``,
+    ``low``, ``high`` shaped like ``ours``) adds facts and intervals to hover and greys thin cells."""
+    stats = stats or {}
+    st.plotly_chart(score_heatmap(ours, f"Ours: {what}", fmt=fmt, min_n=MIN_FACTS, **stats))
     table(ours.round(2), f"{name} ours", index=True)
+    if "n" in stats:
+        table(stats["n"].reindex(index=ours.index, columns=ours.columns), f"{name} facts per cell (n)", index=True)
     shared = theirs.reindex(index=[i for i in ours.index if i in theirs.index])
     if shared.empty:
         st.caption("The paper has no numbers for these rows.")
@@ -253,18 +265,34 @@ def _side_by_side(ours: pd.DataFrame, theirs: pd.DataFrame, what: str, name: str
         table(theirs, f"{name} paper", index=True)
     with right:
         diff = difference_grid(ours, theirs).dropna(how="all").dropna(axis=1, how="all")
-        st.plotly_chart(difference_heatmap(diff, f"Ours − paper: {what}"))
+        beyond = None
+        if "low" in stats:
+            paper_cells = theirs.reindex(index=diff.index, columns=diff.columns)
+            low, high = (stats[k].reindex(index=diff.index, columns=diff.columns) for k in ("low", "high"))
+            beyond = (paper_cells < low) | (paper_cells > high)
+        st.plotly_chart(difference_heatmap(diff, f"Ours − paper: {what}", beyond=beyond))
         table(diff.round(2), f"{name} difference", index=True)
 
 
-def _main_comparison(main: pd.DataFrame, stem: str) -> None:
+def _main_comparison(main: pd.DataFrame, stem: str, stats: pd.DataFrame) -> None:
     sources = list(dict.fromkeys(main["source_lang"]))
     c1, c2 = st.columns(2)
     source = c1.radio("Edits made in", sources, horizontal=True, format_func=language_label, key="bench_source")
     metric = c2.radio("Metric", ["ES", "PS", "NS"], horizontal=True, key="bench_metric")
     ours = main_results_grid(main, source, metric)
     theirs = main_results_grid(paper("main_results"), source, metric)
-    _side_by_side(ours, theirs, f"{metric}, edits in {source}, method × target language", f"{stem} {source} {metric}")
+    grids = {k: main_results_grid(stats.assign(value=stats[k]), source, metric) for k in ("n", "low", "high")}
+    covered = stats[(stats["source_lang"] == source) & (stats["target_lang"] == "avg")]["targets"]
+    if not covered.empty:
+        # An average over fewer targets than the paper's is another quantity: relabelled, never differenced.
+        label = avg_label(source, int(covered.min()))
+        ours, *renamed = (g.rename(columns={f"{source}-avg": label}) for g in (ours, *grids.values()))
+        grids = dict(zip(grids, renamed))
+        if label != f"{source}-avg":
+            st.caption(f"**{label}**: this run averages {int(covered.min())} target languages, the paper "
+                       f"{label.split(' of ')[1].rstrip(')')}; that column is not compared with the paper's average.")
+    _side_by_side(ours, theirs, f"{metric}, edits in {source}, method × target language", f"{stem} {source} {metric}",
+                  stats=grids)
     table(main_table_wide(main, source), f"{stem} table {source} (all metrics, as printed)")
 
 
@@ -292,6 +320,9 @@ def _multihop(results: pd.DataFrame, stem: str) -> None:
     if wide.empty:
         st.info("None of this run's facts has multi-hop questions; Table 6 needs them (the bundled set has 28).")
         return
+    st.caption(":warning: QS here scores the multi-hop questions of *your* facts (for the bundled set, questions "
+               "written for this workbench), not MKEB's: a gap to the paper's QS says as much about the questions "
+               "as about the method.")
     _side_by_side(wide.set_index("method"), multihop_grid(paper("multihop")), "QS, Table 6 (multi-hop)",
                   f"{stem} table 6", fmt=".2f")
 

@@ -106,35 +106,101 @@ def edit_trace_chart(trace: Sequence[dict[str, float]], title: str = "Optimisati
     return _layout(fig, title, height=300)
 
 
-def score_heatmap(grid: pd.DataFrame, title: str, zmax: float = 100.0, fmt: str = ".1f") -> go.Figure:
-    """Rows × columns of percentages (paper tables, methods × languages) in red→green."""
-    text = grid.map(lambda v: "" if pd.isna(v) else format(v, fmt))
+def score_heatmap(
+    grid: pd.DataFrame, title: str, zmax: float = 100.0, fmt: str = ".1f",
+    n: pd.DataFrame | None = None, low: pd.DataFrame | None = None, high: pd.DataFrame | None = None,
+    min_n: int = 0,
+) -> go.Figure:
+    """Rows × columns of percentages (paper tables, methods × languages) in red→green.
+
+    With ``n`` (facts per cell) and ``low``/``high`` (its interval), hovering a cell shows them,
+    and cells over fewer than ``min_n`` facts are drawn grey with their n, so a 0/50/100 from two
+    facts does not look like a finding."""
+    values = grid.values.astype(float)
+    counts = _aligned(n, grid)
+    text = grid.map(lambda v: "" if pd.isna(v) else format(v, fmt)).values
+    few = np.zeros(values.shape, dtype=bool)
+    if counts is not None:
+        few = np.isfinite(values) & (np.nan_to_num(counts, nan=0) < min_n)
+        text = np.array([[t + (f"<br>n={c:.0f}" if f else "") for t, c, f in zip(tr, cr, fr)]
+                         for tr, cr, fr in zip(text, counts, few)], dtype=object)
+    hover = "%{y}, %{x}: %{z:.2f}" + _stats_hover(grid, counts, _aligned(low, grid), _aligned(high, grid))
     fig = go.Figure(
         go.Heatmap(
-            z=grid.values.astype(float), x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
-            text=text.values, texttemplate="%{text}", colorscale=SCORE_SCALE, zmin=0, zmax=zmax,
-            hovertemplate="%{y}, %{x}: %{z:.2f}<extra></extra>",
+            z=np.where(few, np.nan, values), x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
+            text=text, texttemplate="%{text}", colorscale=SCORE_SCALE, zmin=0, zmax=zmax,
+            customdata=_customdata(grid, counts, low, high), hovertemplate=hover,
         )
     )
+    if few.any():
+        _grey_cells(fig, grid, values, few, text, counts, low, high, hover)
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(type="category")
     return _layout(fig, title, height=max(260, 40 * len(grid) + 120))
 
 
-def difference_heatmap(grid: pd.DataFrame, title: str, fmt: str = "+.1f") -> go.Figure:
+def _aligned(frame: pd.DataFrame | None, grid: pd.DataFrame) -> np.ndarray | None:
+    return None if frame is None else frame.reindex(index=grid.index, columns=grid.columns).values.astype(float)
+
+
+def _customdata(grid, counts, low, high) -> np.ndarray | None:
+    if counts is None:
+        return None
+    lo, hi = _aligned(low, grid), _aligned(high, grid)
+    nan = np.full(counts.shape, np.nan)
+    return np.dstack([counts, nan if lo is None else lo, nan if hi is None else hi])
+
+
+def _stats_hover(grid, counts, lo, hi) -> str:
+    if counts is None:
+        return "<extra></extra>"
+    extra = "<br>n = %{customdata[0]:.0f} facts"
+    if lo is not None and hi is not None:
+        extra += "<br>95% interval %{customdata[1]:.1f} – %{customdata[2]:.1f}"
+    return extra + "<extra></extra>"
+
+
+def _grey_cells(fig, grid, values, mask, text, counts, low, high, hover) -> None:
+    """Overlay the masked cells in grey (their text and hover kept)."""
+    fig.add_trace(
+        go.Heatmap(
+            z=np.where(mask, values, np.nan), x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
+            text=np.where(mask, text, ""), texttemplate="%{text}", colorscale=[[0, "#e0e0e0"], [1, "#e0e0e0"]],
+            showscale=False, customdata=_customdata(grid, counts, low, high), hovertemplate=hover,
+        )
+    )
+
+
+def difference_heatmap(grid: pd.DataFrame, title: str, fmt: str = "+.1f", beyond: pd.DataFrame | None = None) -> go.Figure:
     """Signed differences in percentage points (ours − paper): blue above, red below, white at 0;
-    the scale is symmetric so equal gaps look equally strong either way."""
+    the scale is symmetric so equal gaps look equally strong either way.
+
+    With ``beyond`` (True where the paper's value lies outside our interval) only those cells are
+    coloured; the others are grey: their difference is within what resampling the facts gives."""
     values = grid.values.astype(float)
     finite = np.abs(values[np.isfinite(values)])
     bound = max(float(finite.max()) if finite.size else 0.0, 1.0)
-    text = grid.map(lambda v: "" if pd.isna(v) else format(v, fmt))
+    text = grid.map(lambda v: "" if pd.isna(v) else format(v, fmt)).values
+    inside = np.zeros(values.shape, dtype=bool)
+    if beyond is not None:
+        outside = beyond.reindex(index=grid.index, columns=grid.columns).fillna(False).values.astype(bool)
+        inside = np.isfinite(values) & ~outside
+    hover = "%{y}, %{x}: %{z:+.2f} points<extra></extra>"
     fig = go.Figure(
         go.Heatmap(
-            z=values, x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
-            text=text.values, texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound,
-            hovertemplate="%{y}, %{x}: %{z:+.2f} points<extra></extra>",
+            z=np.where(inside, np.nan, values), x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
+            text=text, texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound,
+            hovertemplate=hover,
         )
     )
+    if inside.any():
+        fig.add_trace(
+            go.Heatmap(
+                z=np.where(inside, values, np.nan), x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
+                text=np.where(inside, text, ""), texttemplate="%{text}", colorscale=[[0, "#eeeeee"], [1, "#eeeeee"]],
+                showscale=False, hovertemplate="%{y}, %{x}: %{z:+.2f} points (within our 95% interval)<extra></extra>",
+            )
+        )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(type="category")
     return _layout(fig, title, height=max(260, 40 * len(grid) + 120))

@@ -64,3 +64,33 @@ def test_facts_page_marks_known_languages_and_filters_to_known_facts(loaded_app,
     picker = next(s for s in at.selectbox if s.label.startswith("Fact to work on"))
     assert len(picker.options) == 1 and picker.options[0].startswith(FACT)
     assert picker.label.startswith(f"Fact to work on (1 of {len(load_bundled())} match")
+
+
+@pytest.fixture
+def app(tiny_checkpoints, monkeypatch) -> AppTest:
+    monkeypatch.setenv("MEMLA_APP_MODEL", str(tiny_checkpoints["gemma3_text"]))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    return at
+
+
+def test_benchmark_comparison_says_what_it_averages_and_over_how_many_facts(app):
+    from memla_core.bench import results_dir
+    from memla_core.bench.store import rows_frame, write_results
+
+    base = {"model": "m", "seed": 0, "settings": "{}", "error": "", "seconds_edit": 1.0, "seconds_eval": 2.0,
+            "seconds_neurons": 0.0, "source_lang": "en", "es_definition": "P(new)>P(true)"}
+    rows = [{**base, "fact_id": fact, "method": method, "target_lang": target, "ES": es, "PS": es, "NS": 50.0, "QS": 40.0}
+            for method, es in (("memla", 100.0), ("ft", 0.0)) for fact in ("f1", "f2") for target in ("en", "zh", "fr")]
+    write_results(results_dir() / "coverage.csv", rows_frame(rows))
+    app.switch_page("app_pages/benchmark.py").run()
+    _no_errors(app)
+    frames = [d.value for d in app.dataframe]
+    ours = next(f for f in frames if "en-avg (2 of 11)" in f.columns)
+    assert "en-avg" not in ours.columns  # the paper's 11-language average is not claimed
+    counts = next(f for f in frames if "en-avg (2 of 11)" in f.columns and f.select_dtypes("number").eq(2).all().all())
+    assert list(counts.columns)[:3] == ["en-en", "en-zh", "en-fr"]
+    captions = " ".join(c.value for c in app.caption)
+    assert "this run averages 2 target languages, the paper 11" in captions
+    assert "fewer than 10 facts are grey" in captions
+    assert "QS here scores the multi-hop questions" in captions
