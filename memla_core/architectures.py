@@ -40,22 +40,30 @@ class ArchitectureAdapter:
     def num_layers(self, model: nn.Module) -> int:
         return len(self.layer_modules(model))
 
+    def layer_name(self, layer: int) -> str:
+        """The decoder block itself (its output is the residual stream after the block)."""
+        return f"{self.layers}.{layer}"
+
     def down_proj_name(self, layer: int) -> str:
         return f"{self.layers}.{layer}.{self.down_proj}"
 
     def attn_out_name(self, layer: int) -> str:
         return f"{self.layers}.{layer}.{self.attn_out}"
 
+    def up_proj_name(self, layer: int) -> str:
+        if not self.up_proj:
+            raise UnsupportedArchitectureError(
+                f"The '{self.family}' adapter names no MLP up projection; add `up_proj` to its entry in "
+                "memla_core.architectures.ADAPTERS, or use only down projections "
+                "(NeuronConfig.activation_site='down_input', MendConfig.modules)."
+            )
+        return f"{self.layers}.{layer}.{self.up_proj}"
+
     def down_proj_module(self, model: nn.Module, layer: int) -> nn.Module:
         return _get(model, self.down_proj_name(layer))
 
     def up_proj_module(self, model: nn.Module, layer: int) -> nn.Module:
-        if not self.up_proj:
-            raise UnsupportedArchitectureError(
-                f"The '{self.family}' adapter names no MLP up projection; add `up_proj` to its entry in "
-                "memla_core.architectures.ADAPTERS or use NeuronConfig.activation_site='down_input'."
-            )
-        return _get(model, f"{self.layers}.{layer}.{self.up_proj}")
+        return _get(model, self.up_proj_name(layer))
 
     def attn_out_module(self, model: nn.Module, layer: int) -> nn.Module:
         return _get(model, self.attn_out_name(layer))

@@ -1,4 +1,4 @@
-"""Knowledge neurons by integrated gradients (method.md §1, paper §4.1).
+"""Knowledge neurons by integrated gradients (docs/method.md §1, paper §4.1).
 
 A neuron (l, i) is the i-th input feature of layer l's MLP down projection. Its attribution for
 a prompt is the integrated gradient of P(answer) when only the *last position's* activation of
@@ -31,6 +31,7 @@ from captum.attr import IntegratedGradients
 from captum.attr._utils.approximation_methods import approximation_parameters
 
 from .data.schema import Fact
+from .hooks import trace
 from .models import LoadedModel
 from .paths import cache_dir
 from .scoring import Completion, encode_completion, greedy_generate
@@ -43,7 +44,7 @@ ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
 
 @dataclass(frozen=True)
 class NeuronConfig:
-    """Integrated-gradients settings; defaults from method.md §1 (the authors' code)."""
+    """Integrated-gradients settings; defaults from docs/method.md §1 (the authors' code)."""
 
     steps: int = field(
         default=20,
@@ -185,36 +186,23 @@ class NeuronSets:
 
 
 @contextmanager
-def _patch_down_proj_inputs(
+def patch_activations(
     lm: LoadedModel, patch: Callable[[int, torch.Tensor], torch.Tensor], batch: int, site: str = "down_input"
 ) -> Iterator[None]:
     """Temporarily replace each layer's neuron activations by ``patch(layer, x)``.
 
     ``site`` says where they are read: the down projection's input (``down_input``) or the up
     projection's output (``up_output``, before the nonlinearity). ``x`` is always
-    [batch, positions, neurons]; some models (OPT) flatten it to [batch·positions, neurons]
-    before the MLP, which is undone here.
+    [batch, positions, neurons] (``hooks.trace`` undoes OPT's flattening).
     """
-    handles = []
-
-    def reshaped(layer: int, x: torch.Tensor) -> torch.Tensor:
-        shaped = x.view(batch, -1, x.shape[-1]) if x.dim() == 2 else x
-        return patch(layer, shaped).reshape(x.shape)
-
-    try:
-        for layer in range(lm.num_layers):
-            if site == "up_output":
-                module = lm.adapter.up_proj_module(lm.model, layer)
-                handles.append(module.register_forward_hook(lambda _m, _a, out, layer=layer: reshaped(layer, out)))
-            else:
-                module = lm.adapter.down_proj_module(lm.model, layer)
-                handles.append(
-                    module.register_forward_pre_hook(lambda _m, args, layer=layer: (reshaped(layer, args[0]), *args[1:]))
-                )
+    if site == "up_output":
+        layer_of = {lm.adapter.up_proj_name(layer): layer for layer in range(lm.num_layers)}
+        where = {"outputs": list(layer_of), "patch_output": lambda name, x: patch(layer_of[name], x)}
+    else:
+        layer_of = {lm.adapter.down_proj_name(layer): layer for layer in range(lm.num_layers)}
+        where = {"inputs": list(layer_of), "patch_input": lambda name, x: patch(layer_of[name], x)}
+    with trace(lm.model, rows=batch, **where):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def last_position_activations(
@@ -232,7 +220,7 @@ def last_position_activations(
         captured[layer] = x[rows, last].detach().float()
         return x
 
-    with torch.no_grad(), _patch_down_proj_inputs(lm, keep, input_ids.shape[0], site):
+    with torch.no_grad(), patch_activations(lm, keep, input_ids.shape[0], site):
         lm.model(input_ids=input_ids, attention_mask=mask)
     return torch.stack([captured[l] for l in range(lm.num_layers)], dim=1)
 
@@ -258,7 +246,7 @@ def _baseline(lm: LoadedModel, ids: list[int], kind: str, site: str = "down_inpu
 
 
 def _alphas(steps: int) -> list[float]:
-    # Riemann right sum: alpha_j = j/m, j = 1..m, each weighted 1/m (method.md §1).
+    # Riemann right sum: alpha_j = j/m, j = 1..m, each weighted 1/m (docs/method.md §1).
     _, alphas_fn = approximation_parameters("riemann_right")
     return [float(a) for a in alphas_fn(steps)]
 
@@ -283,7 +271,7 @@ def integrate_last_token(lm: LoadedModel, ids: list[int], target: int, config: N
     prefix_cache = None
     if len(ids) > 1:
         with torch.no_grad():
-            prefix_cache = lm.model(input_ids=torch.tensor([ids[:-1]], device=device), use_cache=True).past_key_values
+            prefix_cache = lm.model(input_ids=torch.tensor([ids[:-1]], device=device), use_cache=True).cache
     last_token = ids[-1]
     vocab = lm.model.get_output_embeddings().weight.shape[0]
     max_rows = config.max_batch_rows or max(steps, int(4e7 // vocab) // steps * steps)
@@ -311,8 +299,8 @@ def integrate_last_token(lm: LoadedModel, ids: list[int], target: int, config: N
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(chunk))
         inputs = torch.full((len(chunk), 1), last_token, dtype=torch.long, device=device)
-        with torch.enable_grad(), _patch_down_proj_inputs(lm, patch, len(chunk), site):
-            logits = lm.model(input_ids=inputs, past_key_values=cache, use_cache=cache is not None).logits[:, -1]
+        with torch.enable_grad(), patch_activations(lm, patch, len(chunk), site):
+            logits = lm.model(input_ids=inputs, cache=cache, use_cache=cache is not None).logits[:, -1]
             prob = _target_prob(logits, target).sum()
             layers = sorted(leaves)
             grads = torch.autograd.grad(prob, [leaves[l][1] for l in layers])
@@ -344,7 +332,7 @@ def attribute_naive(lm: LoadedModel, ids: list[int], target: int, config: Neuron
 
         def forward(point: torch.Tensor) -> torch.Tensor:
             current["point"] = point
-            with _patch_down_proj_inputs(lm, patch, point.shape[0], site):
+            with patch_activations(lm, patch, point.shape[0], site):
                 logits = lm.model(input_ids=input_ids.expand(point.shape[0], -1)).logits[:, -1]
             return _target_prob(logits, target)
 

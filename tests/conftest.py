@@ -14,11 +14,13 @@ from transformers import (
     BloomConfig,
     Gemma3TextConfig,
     GPT2Config,
+    GPTJConfig,
     GPTNeoXConfig,
     LlamaConfig,
     OPTConfig,
     PreTrainedTokenizerFast,
     Qwen2Config,
+    XGLMConfig,
 )
 
 from memla_core.data import load_bundled
@@ -46,10 +48,25 @@ def _configs(vocab: int, bos: int, eos: int, pad: int) -> dict[str, object]:
                                   num_attention_heads=a, max_position_embeddings=256, **ids),
         "opt": OPTConfig(vocab_size=vocab, hidden_size=h, ffn_dim=f, num_hidden_layers=n, num_attention_heads=a,
                          word_embed_proj_dim=h, max_position_embeddings=256, **ids),
+        "xglm": XGLMConfig(vocab_size=vocab, d_model=h, ffn_dim=f, num_layers=n, attention_heads=a,
+                           max_position_embeddings=256, **ids),
+        "gptj": GPTJConfig(vocab_size=vocab, n_embd=h, n_layer=n, n_head=a, n_inner=f, rotary_dim=8,
+                           n_positions=256, **ids),
     }
 
 
-ARCHITECTURES = ("gpt2", "llama", "gemma3_text", "qwen2", "bloom", "gpt_neox", "opt")
+ARCHITECTURES = ("gpt2", "llama", "gemma3_text", "qwen2", "bloom", "gpt_neox", "opt", "xglm", "gptj")
+
+
+def snapshot(lm: LoadedModel) -> dict[str, torch.Tensor]:
+    """A copy of every weight and buffer of ``lm``, for ``changed_since``."""
+    return {k: v.detach().clone() for k, v in lm.model.state_dict().items()}
+
+
+def changed_since(lm: LoadedModel, before: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the tensors that differ from ``before`` bit for bit, appeared or disappeared."""
+    after = lm.model.state_dict()
+    return sorted(set(before) ^ set(after)) + [k for k in before if k in after and not torch.equal(before[k], after[k])]
 
 
 def _corpus() -> list[str]:

@@ -34,9 +34,11 @@ from memla_core.editing import (
 )
 from memla_core.editing import hparams
 from memla_core.editing.layer_stats import LayerStats, regularise
-from memla_core.editing.rome import build_rows, encode_at, subject_end
+from memla_core.editing.locate import build_rows, encode_at, subject_end
 from memla_core.evaluation import evaluate
 from memla_core.scoring import answer_logprobs, encode_completion
+
+from conftest import changed_since, snapshot
 
 
 
@@ -81,14 +83,8 @@ def probabilities(lm, request: EditRequest, context: str = "") -> tuple[float, f
     return new, true
 
 
-def snapshot(lm) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in lm.model.state_dict().items()}
-
-
 def assert_same(lm, before: dict[str, torch.Tensor]) -> None:
-    after = lm.model.state_dict()
-    assert after.keys() == before.keys()
-    changed = [k for k, v in after.items() if not torch.equal(before[k], v)]
+    changed = changed_since(lm, before)
     assert not changed, f"weights changed: {changed[:3]}"
     assert not any(p.requires_grad for p in lm.model.parameters())
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from memla_core.bench import BenchConfig, BenchConfigError, BenchJob, KEY_COLUMNS, METRIC_COLUMNS, run_bench
 from memla_core.bench.summaries import run_totals
 from memla_core.session import Cancelled
+
+from conftest import changed_since, snapshot
 
 FAST = {"neurons.steps": 2, "max_steps": 4}
 COMPARED = [*KEY_COLUMNS, "target_lang", *METRIC_COLUMNS, "error", "settings"]
@@ -29,10 +30,6 @@ def _rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[COMPARED].sort_values([*KEY_COLUMNS, "target_lang"]).reset_index(drop=True)
 
 
-def _weights(lm) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in lm.model.state_dict().items()}
-
-
 def test_job_runs_to_the_same_rows_as_run_bench(tiny_models, bundled, tmp_path):
     lm = tiny_models["llama"]
     direct = run_bench(_config(tmp_path / "direct.csv"), lm=lm, dataset=bundled).results
@@ -49,7 +46,7 @@ def test_job_runs_to_the_same_rows_as_run_bench(tiny_models, bundled, tmp_path):
 
 def test_stopping_mid_group_keeps_finished_groups_and_the_model_intact(tiny_models, bundled, tmp_path):
     lm = tiny_models["llama"]
-    before = _weights(lm)
+    before = snapshot(lm)
     config = _config(tmp_path / "stopped.csv")
     # The job needs the model's lock for each group: holding it parks the job before its first group,
     # so the stop request is certain to arrive while the job is running.
@@ -60,8 +57,7 @@ def test_stopping_mid_group_keeps_finished_groups_and_the_model_intact(tiny_mode
     status = job.wait(120)
     assert status.state == "cancelled" and isinstance(job.error, Cancelled)
     assert status.groups_computed == 0 and job.results().empty
-    after = _weights(lm)
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not changed_since(lm, before)
 
     resumed = BenchJob(config, lm, bundled).start()
     assert resumed.wait(120).state == "done", resumed.error

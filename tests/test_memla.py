@@ -1,23 +1,15 @@
 import math
 
 import pytest
-import torch
 
 from memla_core.editing import ABLATIONS, EditDivergedError, EditError, EditRequest, MemlaConfig, MemlaEditor
 from memla_core.editing.memla import plan_layers, row_mask
 from memla_core.neurons import NeuronConfig, NeuronSets, find_neurons
 from memla_core.scoring import answer_logprobs, encode_completion
 
+from conftest import changed_since, snapshot
+
 IG = NeuronConfig(steps=3, threshold=0.2)
-
-
-def state(lm):
-    return {k: v.detach().clone() for k, v in lm.model.state_dict().items()}
-
-
-def same(lm, saved):
-    current = lm.model.state_dict()
-    return set(current) == set(saved) and all(torch.equal(saved[k], current[k]) for k in saved)
 
 
 def edit_logprobs(lm, fact, lang="en"):
@@ -33,11 +25,11 @@ def france(bundled):
 
 def test_edit_flips_source_prompt_and_reverts_bit_exact(tiny_lm, france):
     neurons = find_neurons(tiny_lm, france, "en", IG, cache=False)
-    saved = state(tiny_lm)
+    saved = snapshot(tiny_lm)
     module_types = [type(m) for m in tiny_lm.model.modules()]
     editor = MemlaEditor(MemlaConfig(neurons=IG, lr=0.05, max_steps=60), neurons=neurons)
     edit = editor.compute(tiny_lm, EditRequest(france, "en"))
-    assert same(tiny_lm, saved), "computing an edit must not change the model"
+    assert not changed_since(tiny_lm, saved), "computing an edit must not change the model"
     assert [type(m) for m in tiny_lm.model.modules()] == module_types, "LoRA layers must be removed"
     lp_new, lp_true = edit_logprobs(tiny_lm, france)
     applied = edit.apply(tiny_lm)
@@ -45,7 +37,7 @@ def test_edit_flips_source_prompt_and_reverts_bit_exact(tiny_lm, france):
     assert after_new > lp_new
     assert after_new > after_true
     applied.revert()
-    assert same(tiny_lm, saved)
+    assert not changed_since(tiny_lm, saved)
     assert edit_logprobs(tiny_lm, france) == [lp_new, lp_true]
 
 
@@ -88,7 +80,7 @@ def test_diverging_edit_is_rolled_back(tiny_models, france, monkeypatch):
 
     lm = tiny_models["gemma3_text"]
     neurons = find_neurons(lm, france, "en", IG, cache=False)
-    saved = state(lm)
+    saved = snapshot(lm)
     real = memla.answer_logprobs
     calls = []
 
@@ -102,7 +94,7 @@ def test_diverging_edit_is_rolled_back(tiny_models, france, monkeypatch):
     with pytest.raises(EditDivergedError, match="edit rolled back") as err:
         editor.compute(lm, EditRequest(france, "en"))
     assert len(err.value.trace) == 3 and not math.isfinite(err.value.trace[-1]["loss"])
-    assert same(lm, saved)
+    assert not changed_since(lm, saved)
     assert all(not p.requires_grad for p in lm.model.parameters())
     assert not any("lora" in name for name, _ in lm.model.named_modules())
 
@@ -118,13 +110,13 @@ def test_non_finite_delta_is_refused_on_apply(tiny_models, france):
     lm = tiny_models["opt"]
     neurons = find_neurons(lm, france, "en", IG, cache=False)
     edit = MemlaEditor(MemlaConfig(neurons=IG, max_steps=2), neurons=neurons).compute(lm, EditRequest(france, "en"))
-    saved = state(lm)
+    saved = snapshot(lm)
     name = next(iter(edit.weight_deltas))
     edit.weight_deltas[name] = edit.weight_deltas[name].clone()
     edit.weight_deltas[name][0, 0] = float("nan")
     with pytest.raises(EditDivergedError):
         edit.apply(lm)
-    assert same(lm, saved)
+    assert not changed_since(lm, saved)
 
 
 def test_config_validation():

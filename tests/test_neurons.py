@@ -21,7 +21,7 @@ def test_ig_completeness_zero_baseline(tiny_models):
     (integrated gradients' completeness axiom)."""
     import torch
 
-    from memla_core.neurons import _patch_down_proj_inputs, attribute_last_token
+    from memla_core.neurons import patch_activations, attribute_last_token
 
     lm = tiny_models["llama"]
     ids = lm.tokenizer("The capital of France is")["input_ids"]
@@ -38,7 +38,7 @@ def test_ig_completeness_zero_baseline(tiny_models):
             x[:, -1] = 0
             return x
 
-        with torch.no_grad(), _patch_down_proj_inputs(lm, zero_last, 1):
+        with torch.no_grad(), patch_activations(lm, zero_last, 1):
             p_zero = lm.model(input_ids=torch.tensor([ids])).logits[0, -1].softmax(-1)[target]
         assert scores[layer].sum() == pytest.approx(float(probs[target] - p_zero), rel=0.03, abs=1e-6)
 

@@ -21,6 +21,8 @@ from memla_core.session import (
     generate_text,
 )
 
+from conftest import changed_since, snapshot
+
 PROMPT = "The capital of France is"
 
 
@@ -34,14 +36,6 @@ def _big_edit(lm) -> Edit:
     weight = dict(lm.model.named_parameters())[name]
     delta = torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * 5
     return Edit(method="test", fact_id="f", source_language="en", weight_deltas={name: delta})
-
-
-def _weights(lm):
-    return {k: v.detach().clone() for k, v in lm.model.state_dict().items()}
-
-
-def _same_weights(lm, before) -> bool:
-    return all(torch.equal(before[k], v) for k, v in lm.model.state_dict().items())
 
 
 @pytest.fixture
@@ -87,7 +81,7 @@ def test_a_waiting_session_runs_only_after_the_edit_is_reverted(lm):
 
 def test_interleaved_sessions_always_see_their_own_model(lm):
     ids = encode_prompt(lm, PROMPT)
-    before = _weights(lm)
+    before = snapshot(lm)
     baseline = _last_logits(lm, ids)
     edit = _big_edit(lm)
     with edit.applied(lm):
@@ -120,18 +114,18 @@ def test_interleaved_sessions_always_see_their_own_model(lm):
     for t in threads:
         t.join(60)
     assert problems == []
-    assert _same_weights(lm, before)
+    assert not changed_since(lm, before)
 
 
 def test_evaluate_fact_scores_the_edit_only_inside(lm, bundled):
     fact = bundled.get("geo-capital-france")
-    before = _weights(lm)
+    before = snapshot(lm)
     edit = _big_edit(lm)
     plain = evaluate_fact(lm, fact, ["en", "zh"], source_language="en")
     after = evaluate_fact(lm, fact, ["en", "zh"], edit=edit)
     assert list(after.summary["target_lang"]) == ["en", "zh"]
     assert (plain.summary["p_new"] != after.summary["p_new"]).all()
-    assert _same_weights(lm, before)
+    assert not changed_since(lm, before)
     again = evaluate_fact(lm, fact, ["en", "zh"], source_language="en")
     assert plain.summary["p_new"].tolist() == again.summary["p_new"].tolist()
 
@@ -145,7 +139,7 @@ def test_cancelled_neuron_search_stops_before_any_work(lm, bundled):
 
 def test_cancelled_edit_leaves_the_model_as_it_was(lm, bundled):
     fact = bundled.get("geo-capital-france")
-    before = _weights(lm)
+    before = snapshot(lm)
     modules = {name for name, _ in lm.model.named_modules()}
     token = CancelToken()
     steps = []
@@ -159,14 +153,14 @@ def test_cancelled_edit_leaves_the_model_as_it_was(lm, bundled):
     with pytest.raises(Cancelled):
         compute_edit(lm, EditRequest(fact, "en"), "memla", config, on_step=on_step, cancel=token)
     assert steps == [0, 1, 2]
-    assert _same_weights(lm, before)
+    assert not changed_since(lm, before)
     assert {name for name, _ in lm.model.named_modules()} == modules  # no LoRA layer left behind
 
 
 def test_compute_edit_does_not_change_the_model(lm, bundled):
     fact = bundled.get("geo-capital-france")
-    before = _weights(lm)
+    before = snapshot(lm)
     config = MemlaConfig(lr=0.05, max_steps=3, neurons=NeuronConfig(steps=2, threshold=0.1))
     edit = compute_edit(lm, EditRequest(fact, "en"), "memla", config)
     assert edit.method == "memla" and edit.weight_deltas
-    assert _same_weights(lm, before)
+    assert not changed_since(lm, before)

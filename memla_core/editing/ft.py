@@ -20,7 +20,7 @@ from ..models import LoadedModel
 from ..scoring import answer_logprobs, encode_completion
 from .base import Edit, EditDivergedError, EditRequest, StepFn
 from .hparams import resolve
-from .rome import check_layers
+from .locate import check_layers
 
 
 @dataclass(frozen=True)

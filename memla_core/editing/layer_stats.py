@@ -28,6 +28,7 @@ from typing import Literal, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..hooks import trace
 from ..models import LoadedModel
 from ..paths import cache_dir
 
@@ -184,28 +185,16 @@ class LayerStats:
         keep = mask.bool() & ~torch.isin(ids, special)
         sums: dict[int, torch.Tensor] = {}
         count = 0
-        handles = []
-        current: dict[str, torch.Tensor] = {}
-
-        def hook(_module, args, layer):
-            x = args[0]
-            x = x.reshape(current["keep"].shape[0], -1, x.shape[-1])[current["keep"]].double()
-            acc = sums.get(layer)
-            sums[layer] = x.T @ x if acc is None else acc + x.T @ x
-
-        try:
-            for layer in layers:
-                module = lm.model.get_submodule(module_name(lm, kind, layer))
-                handles.append(module.register_forward_pre_hook(lambda m, a, layer=layer: hook(m, a, layer)))
-            for start in range(0, ids.shape[0], self.config.batch_size):
-                chunk = slice(start, start + self.config.batch_size)
-                current["keep"] = keep[chunk].to(lm.device)
-                count += int(keep[chunk].sum())
-                with torch.no_grad():
-                    lm.model.base_model(input_ids=ids[chunk].to(lm.device), attention_mask=mask[chunk].to(lm.device))
-        finally:
-            for handle in handles:
-                handle.remove()
+        layer_of = {module_name(lm, kind, layer): layer for layer in layers}
+        for start in range(0, ids.shape[0], self.config.batch_size):
+            chunk = slice(start, start + self.config.batch_size)
+            chunk_keep = keep[chunk].to(lm.device)
+            count += int(keep[chunk].sum())
+            with torch.no_grad(), trace(lm.model, inputs=list(layer_of), rows=chunk_keep.shape[0]) as seen:
+                lm.model.base_model(input_ids=ids[chunk].to(lm.device), attention_mask=mask[chunk].to(lm.device))
+            for name, layer in layer_of.items():
+                x = seen.inputs[name][chunk_keep].double()
+                sums[layer] = x.T @ x if layer not in sums else sums[layer] + x.T @ x
         for layer in layers:
             mom2 = (sums[layer] / max(count, 1)).float().cpu().contiguous()
             _atomic_save({"mom2": mom2, "count": torch.tensor([count])}, self._path(kind, layer))

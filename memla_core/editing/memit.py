@@ -26,40 +26,28 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from .. import hooks
 from ..models import LoadedModel
 from .base import Edit, EditRequest, StepFn
 from .hparams import resolve
 from .layer_stats import LayerStats, StatsConfig
-from .rome import (
+from .locate import (
     EditRows,
     TemporaryWeights,
-    block_hidden,
-    check_value_fields,
-    rows_view,
     build_rows,
     capture,
+    check_layer_range,
     check_layers,
     context_prefixes,
     finite_or_raise,
+    least_squares_update,
     optimise_values,
-    true_answer_rows,
-    solve,
     to_weight_layout,
+    true_answer_rows,
+    with_int_layers,
 )
 
 log = logging.getLogger(__name__)
-
-
-def check_layer_range(config) -> None:
-    """Shared checks of multi-layer configs (MEMIT, PMET): value fields, layers, λ."""
-    check_value_fields(config)
-    name = type(config).__name__
-    if config.layers is not None:
-        object.__setattr__(config, "layers", tuple(int(l) for l in config.layers))  # CLI gives strings
-        if list(config.layers) != sorted(set(config.layers)):
-            raise ValueError(f"{name}.layers must be increasing and distinct, got {config.layers}.")
-    if config.mom2_update_weight is not None and config.mom2_update_weight < 0:
-        raise ValueError(f"{name}.mom2_update_weight (λ) must be ≥ 0.")
 
 
 @dataclass(frozen=True)
@@ -136,10 +124,6 @@ class MemitConfig:
             raise ValueError(f"{type(self).__name__}: newton_steps must be ≥ 1 and mlp_trust_ratio > 0.")
 
 
-class _StopForward(Exception):
-    """Raised by a hook once the block of interest has run: later layers are not needed."""
-
-
 def _block_output_and_jacobian(
     lm: LoadedModel, rows: EditRows, layer: int, extra: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -147,31 +131,20 @@ def _block_output_and_jacobian(
     down-projection output m: the block output c, ∂c/∂m and m itself: ([d], [d, d], [d])."""
     ids, mask, pos = rows.input_ids[:1], rows.attention_mask[:1], rows.lookup[0]
     leaf = extra.detach().clone().float().requires_grad_(True)
+    down, block = lm.adapter.down_proj_name(layer), lm.adapter.layer_name(layer)
     seen: dict[str, torch.Tensor] = {}
 
-    def add(_module, _args, output):
-        out = rows_view(output, 1)
+    def add(name: str, out: torch.Tensor) -> torch.Tensor | None:
+        if name != down:
+            return None
         seen["m"] = out[0, pos].detach().float()
         bump = torch.zeros_like(out).index_put((torch.zeros_like(pos)[None], pos[None]), leaf.to(out.dtype)[None])
-        return (out + bump).reshape(output.shape)
+        return out + bump
 
-    def grab(_module, _args, output):
-        seen["c"] = rows_view(block_hidden(output), 1)[0, pos].float()
-        raise _StopForward
-
-    handles = [
-        lm.adapter.down_proj_module(lm.model, layer).register_forward_hook(add),
-        lm.adapter.layer_modules(lm.model)[layer].register_forward_hook(grab),
-    ]
-    try:
-        with torch.enable_grad():
-            lm.model.base_model(input_ids=ids, attention_mask=mask)
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    c = seen["c"]
+    # Later layers are not needed: the forward pass stops once the block has run.
+    with torch.enable_grad(), hooks.trace(lm.model, outputs=[down, block], rows=1, patch_output=add, stop_after=block) as traced:
+        lm.model.base_model(input_ids=ids, attention_mask=mask)
+    c = traced.outputs[block][0, pos].float()
     eye = torch.eye(c.shape[0], device=c.device, dtype=c.dtype)
     (jacobian,) = torch.autograd.grad(c, leaf, grad_outputs=eye, is_grads_batched=True)
     return c.detach(), jacobian, seen["m"]
@@ -212,19 +185,12 @@ def mlp_change_for(
     return best
 
 
-def least_squares_update(key: torch.Tensor, change: torch.Tensor, cov: torch.Tensor, weight: float) -> torch.Tensor:
-    """MEMIT's ΔW = Δm kᵀ (λ·C + k kᵀ)⁻¹ for one key, in [out, in]."""
-    k = key.double().to(cov.device)[:, None]
-    adjusted = solve(weight * cov + k @ k.T, k)  # (λC + kkᵀ)⁻¹ k
-    return (change.double().to(cov.device)[:, None] @ adjusted.T).float()
-
-
 class MemitEditor:
     name = "memit"
     method_label = "MEMIT"
 
     def __init__(self, config: MemitConfig | None = None):
-        self.config = config or MemitConfig()
+        self.config = with_int_layers(config or MemitConfig())
 
     def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
         start = time.perf_counter()
@@ -232,26 +198,26 @@ class MemitEditor:
         layers = list(cfg.layers)
         check_layers(layers, lm, f"{type(cfg).__name__}.layers")
         last = layers[-1]
-        down_last = lm.adapter.down_proj_name(last)
+        down_last, block_last = lm.adapter.down_proj_name(last), lm.adapter.layer_name(last)
         weight_deltas: dict[str, torch.Tensor] = {}
         with lm.lock:
             prefixes = context_prefixes(lm, request.source_language, cfg.context_templates, cfg.context_length, cfg.seed)
             rows = build_rows(lm, request, prefixes)
             # The clamp and weight decay are relative to the residual stream at L, as in MEMIT.
-            residual_now = capture(lm, rows, blocks=[last])[f"block:{last}"][0]
+            residual_now = capture(lm, rows, outputs=[block_last]).outputs[block_last][0]
             deltas, trace = optimise_values(
                 lm, rows, {down_last: residual_now}, cfg, on_step, self.method_label, true_answer_rows(lm, request)
             )
-            z_target = capture(lm, rows, blocks=[last], deltas=deltas)[f"block:{last}"][0]
+            z_target = capture(lm, rows, outputs=[block_last], deltas=deltas).outputs[block_last][0]
             stats = LayerStats(lm, cfg.stats)
             stats.second_moments(layers)  # one pass for every layer of the range
             temporary = TemporaryWeights(lm)
             try:
                 for i, layer in enumerate(layers):
                     name = lm.adapter.down_proj_name(layer)
-                    now = capture(lm, rows, inputs_of=[name], blocks=[last])
-                    key = now[f"in:{name}"][: rows.n_rewrite].mean(0)
-                    residual = (z_target - now[f"block:{last}"][0]) / (len(layers) - i)
+                    now = capture(lm, rows, inputs=[name], outputs=[block_last])
+                    key = now.inputs[name][: rows.n_rewrite].mean(0)
+                    residual = (z_target - now.outputs[block_last][0]) / (len(layers) - i)
                     change = mlp_change_for(lm, rows, layer, residual, cfg.newton_steps, cfg.mlp_trust_ratio)
                     update = least_squares_update(key, change, stats.regularised(layer), cfg.mom2_update_weight)
                     delta = to_weight_layout(lm, update.to(lm.device))

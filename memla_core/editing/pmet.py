@@ -29,17 +29,19 @@ from ..models import LoadedModel
 from .base import Edit, EditRequest, StepFn
 from .hparams import resolve
 from .layer_stats import LayerStats, ModuleKind, StatsConfig, module_name
-from .memit import check_layer_range, least_squares_update
-from .rome import (
+from .locate import (
     TemporaryWeights,
     build_rows,
     capture,
+    check_layer_range,
     check_layers,
     context_prefixes,
     finite_or_raise,
+    least_squares_update,
     optimise_values,
-    true_answer_rows,
     to_weight_layout,
+    true_answer_rows,
+    with_int_layers,
 )
 
 
@@ -108,7 +110,7 @@ class PmetEditor:
     name = "pmet"
 
     def __init__(self, config: PmetConfig | None = None):
-        self.config = config or PmetConfig()
+        self.config = with_int_layers(config or PmetConfig())
 
     def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
         start = time.perf_counter()
@@ -122,8 +124,8 @@ class PmetEditor:
         with lm.lock:
             prefixes = context_prefixes(lm, request.source_language, cfg.context_templates, cfg.context_length, cfg.seed)
             rows = build_rows(lm, request, prefixes)
-            seen = capture(lm, rows, outputs_of=list(at_last.values()))
-            initial = {name: seen[f"out:{name}"][0] for name in at_last.values()}
+            seen = capture(lm, rows, outputs=list(at_last.values()))
+            initial = {name: seen.outputs[name][0] for name in at_last.values()}
             deltas, trace = optimise_values(lm, rows, initial, cfg, on_step, "PMET", true_answer_rows(lm, request))
             targets = {kind: initial[name] + deltas[name] for kind, name in at_last.items()}
             stats = LayerStats(lm, cfg.stats)
@@ -134,9 +136,9 @@ class PmetEditor:
                 for i, layer in enumerate(layers):
                     for kind in kinds:
                         name = module_name(lm, kind, layer)
-                        now = capture(lm, rows, inputs_of=[name], outputs_of=[at_last[kind]])
-                        key = now[f"in:{name}"][: rows.n_rewrite].mean(0)
-                        residual = (targets[kind] - now[f"out:{at_last[kind]}"][0]) / math.sqrt(len(layers) - i)
+                        now = capture(lm, rows, inputs=[name], outputs=[at_last[kind]])
+                        key = now.inputs[name][: rows.n_rewrite].mean(0)
+                        residual = (targets[kind] - now.outputs[at_last[kind]][0]) / math.sqrt(len(layers) - i)
                         cov = stats.regularised(layer, kind)
                         update = least_squares_update(key, residual, cov, cfg.mom2_update_weight)
                         delta = to_weight_layout(lm, update.to(lm.device))
