@@ -1,4 +1,4 @@
-"""ES, PS, NS and QS of one edit in any set of target languages (method.md §4).
+"""ES, PS, NS and QS of one edit in any set of target languages (docs/method.md §4).
 
 Every teacher-forced query of every language goes through one batched pass, and every greedy
 decode through one batched ``generate``: evaluating 12 languages costs a few forward passes.

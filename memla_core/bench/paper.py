@@ -1,7 +1,8 @@
 """The paper's reported numbers (Xie et al., 2024; mGPT 1.3B), shipped in ``assets/paper/``.
 
-See ``assets/paper``'s source notes (``shared/data/paper/NOTES.md``) for how the OCR was read and
-which cells are uncertain. All values are percentages.
+``assets/paper/README.md`` says how the tables were transcribed and which cells are uncertain.
+All values are percentages. This module is the one reader of those files (the app's
+``views.paper_table`` goes through it).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def _load(root: str) -> PaperTables:
     missing = [name for name in names if not (folder / name).exists()]
     if missing:
         raise FileNotFoundError(
-            f"Paper tables {', '.join(missing)} are missing from {folder}; reinstall memla or copy them "
-            "from shared/data/paper/."
+            f"Paper tables {', '.join(missing)} are missing from {folder}; reinstall memla (they ship in "
+            "its assets/paper/ folder)."
         )
     frames = [pd.read_csv(folder / name, keep_default_na=False, na_values=[""]) for name in names]
     frames[0]["table"] = frames[0]["table"].astype("Int64")

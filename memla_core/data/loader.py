@@ -1,4 +1,4 @@
-"""Reading and writing MKEB files (the authors' JSON layout, method.md §3), with validation.
+"""Reading and writing MKEB files (the authors' JSON layout, docs/method.md §3), with validation.
 
 Records are nested per-language mappings whose language keys vary from record to record;
 ``datasets`` would flatten them into a fixed struct padded with nulls, so they are parsed here

@@ -1,4 +1,4 @@
-"""The MKEB record as typed, immutable classes (method.md §3)."""
+"""The MKEB record as typed, immutable classes (docs/method.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MEMLA: neuron-masked LoRA on the MLP down projections (method.md §2, paper §4.2).
+"""MEMLA: neuron-masked LoRA on the MLP down projections (docs/method.md §2, paper §4.2).
 
 LSE and LIE on the same layer are stored as one peft LoRA adapter whose rank is r_S + r_I:
 [B_S B_I]·[A_S; A_I] = B_S·A_S + B_I·A_I, so the first r_S rows of A carry the language-specific
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MemlaConfig:
-    """MEMLA hyperparameters; defaults are the authors' (method.md §2)."""
+    """MEMLA hyperparameters; defaults are the authors' (docs/method.md §2)."""
 
     rank_multiplier: int = field(
         default=1,
