@@ -310,8 +310,10 @@ class MethodSpec:
         names = {f.name for f in fields(self.config_cls)}
         if self.uses_neurons and "neurons" not in names:
             raise TypeError(f"{where}: uses_neurons needs a 'neurons: NeuronConfig' field in {self.config_cls.__name__}.")
-        if self.step_field is not None and config_field(self.config_cls, self.step_field).kind is not int:
-            raise TypeError(f"{where}: step_field '{self.step_field}' must be an int field.")
+        if self.step_field is not None and not (
+            has_field(self.config_cls, self.step_field) and config_field(self.config_cls, self.step_field).kind is int
+        ):
+            raise TypeError(f"{where}: step_field '{self.step_field}' must name an int field of {self.config_cls.__name__}.")
         for label, switches in self.variants.items():
             for path in switches:
                 if not has_field(self.config_cls, path):
