@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from memla_core.charts import edit_trace_chart, score_heatmap
+from memla_core.charts import edit_trace_chart, grouped_bars, score_heatmap
 from memla_core.data.schema import Fact
 from memla_core.editing import EditRequest, method_spec
 from memla_core.evaluation import METRICS
@@ -115,7 +115,11 @@ def _show_outcome(method: str, outcome: EditOutcome, comparison, lm: LoadedModel
     if others:
         st.markdown(f"Carried over to the {others} other language(s), on average: "
                     + " · ".join(f"**{m}** {transfer[m]:.1f}" for m in METRICS if not math.isnan(transfer[m])))
-    table(comparison, f"{method} before and after", styled=style_scores(comparison[COMPARISON_COLUMNS]))
+    table(comparison, f"{method} before and after", styled=style_scores(comparison[COMPARISON_COLUMNS]),
+          height=35 * (len(comparison) + 1) + 3)  # every target language visible, no inner scrolling
+    per_language = comparison.set_index("target language")[list(METRICS)].T.dropna(how="all").dropna(axis=1, how="all")
+    st.plotly_chart(grouped_bars(per_language, f"{title}: scores per target language after the edit"),
+                    key=f"per-language:{method}")
     st.caption(
         "**ES**: the new answer is more likely than the old one on the edit prompt; **PS**: the same on "
         "paraphrases; **NS**: answers about *other* subjects (neighborhood) still right, token F1 — compare with "
@@ -128,7 +132,9 @@ def _show_outcome(method: str, outcome: EditOutcome, comparison, lm: LoadedModel
         with st.expander("The context put before every prompt"):
             st.code(edit.context, language=None, wrap_lines=True)
     with st.expander("Every prompt, before and after"):
-        table(edit_details(outcome.before, outcome.after), f"{method} prompts before and after")
+        details = edit_details(outcome.before, outcome.after)
+        # Streamlit writes a missing number as "None"; "—" says "not measured for this prompt".
+        table(details, f"{method} prompts before and after", styled=details.style.format(na_rep="—", precision=3))
     if has_adapter(edit):
         st.download_button(
             "Download this edit as a peft LoRA adapter (.zip)",

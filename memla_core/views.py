@@ -238,7 +238,22 @@ def edit_details(before: EvalReport, after: EvalReport) -> pd.DataFrame:
     """Every prompt with its scores before and after the edit."""
     keys = ["target_lang", "kind", "prompt", "answer"]
     merged = before.details.merge(after.details, on=keys, how="outer", suffixes=(" before", " after"))
-    return merged
+    text = [c for c in merged.columns if merged[c].dtype == object]
+    merged[text] = merged[text].fillna("—")  # a missing answer reads "—", never "None"
+    return merged.rename(columns=lambda c: _human_column(str(c)))
+
+
+DETAIL_LABELS = {
+    "target_lang": "target language", "kind": "prompt kind", "answer": "expected answer", "p_new": "P(new)",
+    "p_true": "P(true)", "success": "new answer wins", "generated": "model's answer", "f1": "token F1",
+}
+
+
+def _human_column(name: str) -> str:
+    """``p_new before`` -> ``P(new) before``: the raw field names stay in the code, not on screen."""
+    head, _, when = name.partition(" ")
+    label = DETAIL_LABELS.get(head, head)
+    return f"{label} {when}" if when else label
 
 
 def methods_side_by_side(comparisons: Sequence[pd.DataFrame], metric: str) -> pd.DataFrame:

@@ -94,3 +94,27 @@ def test_benchmark_comparison_says_what_it_averages_and_over_how_many_facts(app)
     assert "this run averages 2 target languages, the paper 11" in captions
     assert "fewer than 10 facts are grey" in captions
     assert "QS here scores the multi-hop questions" in captions
+
+
+def test_edit_results_explain_themselves(loaded_app, tiny_checkpoints):
+    _plant_knowledge(tiny_checkpoints["gemma3_text"], {(FACT, "en")})
+    at = loaded_app
+    at.switch_page("app_pages/facts.py").run()
+    next(s for s in at.selectbox if s.label.startswith("Fact to work on")).select(FACT).run()
+    at.switch_page("app_pages/edit.py").run()
+    next(n for n in at.number_input if n.label == "IG steps m").set_value(2).run()
+    next(n for n in at.number_input if n.label == "Max steps").set_value(2).run()
+    next(m for m in at.multiselect if m.label.startswith("Evaluated in")).set_value(["en", "it"]).run()
+    next(b for b in at.button if b.label == "Apply edit").click().run()
+    _no_errors(at)
+    comparison = next(df.value for df in at.dataframe if "answer after" in getattr(df.value, "columns", []))
+    rows = comparison.set_index("target language")
+    # The Italian targets are written next to the answers: "Lione", not "Lyon".
+    assert rows.loc["it", "true answer"] == "Parigi" and rows.loc["it", "new answer"] == "Lione"
+    assert rows.loc["en", "model knew it"].startswith("✓ known") and rows.loc["it", "model knew it"].startswith("✗ unknown")
+    # One method has its per-language chart too (4 metric bars over en and it).
+    names = [trace["name"] for chart in at.get("plotly_chart") for trace in __import__("json").loads(chart.proto.spec)["data"]]
+    assert {"ES", "PS", "NS"} <= set(names)
+    details = next(df.value for df in at.dataframe if "prompt kind" in getattr(df.value, "columns", []))
+    assert {"target language", "expected answer", "P(new) before", "model's answer after"} <= set(details.columns)
+    assert not details.astype(str).isin(["None", "nan"]).any().any()
