@@ -11,7 +11,7 @@ from memla_core.charts import edit_trace_chart, grouped_bars, score_heatmap
 from memla_core.data.schema import Fact
 from memla_core.editing import EditRequest, method_spec
 from memla_core.evaluation import METRICS
-from memla_core.export import adapter_zip, has_adapter
+from memla_core.export import adapter_zip, has_adapter, portable_base_model
 from memla_core.knowledge import describe
 from memla_core.models import LoadedModel
 from memla_core.session import EditOutcome, compute_edit, compute_neurons, evaluate_fact, generate_text
@@ -138,13 +138,14 @@ def _show_outcome(method: str, outcome: EditOutcome, comparison, lm: LoadedModel
     if has_adapter(edit):
         st.download_button(
             "Download this edit as a peft LoRA adapter (.zip)",
-            adapter_zip(edit, base_model=lm.source_path),
+            adapter_zip(edit, base_model=portable_base_model(lm)),
             file_name=f"memla-{edit.fact_id}-{edit.source_language}-adapter.zip",
             mime="application/zip",
             key=f"adapter:{method}",
             on_click="ignore",
             icon=":material/deployed_code:",
-            help="adapter_model.safetensors + adapter_config.json; load with PeftModel.from_pretrained(base_model, folder).",
+            help="adapter_model.safetensors + adapter_config.json + README.md; load with "
+                 "PeftModel.from_pretrained(base_model, folder) (the README shows how, for this base model).",
         )
 
 
