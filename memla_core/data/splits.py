@@ -41,11 +41,27 @@ def split_assignment(facts: Iterable[Fact]) -> dict[str, Split]:
     return assignment
 
 
-def select_split(facts: Sequence[Fact], split: str | None) -> list[Fact]:
-    """The facts of one split in their original order; ``None`` or ``all`` keeps every fact."""
+def select_split(facts: Sequence[Fact], split: str | None, per_relation: int | None = None) -> list[Fact]:
+    """The facts of one split in their original order; ``None`` or ``all`` keeps every fact.
+
+    ``per_relation`` keeps only the first k facts of each relation (in the split's hash order):
+    a smaller sample that still covers every relation, for sweeps on a tight budget.
+    """
     if split in (None, "", "all"):
-        return list(facts)
-    if split not in SPLITS:
+        chosen = list(facts)
+    elif split not in SPLITS:
         raise ValueError(f"Unknown split '{split}'; choose dev, test or all.")
-    assignment = split_assignment(facts)
-    return [fact for fact in facts if assignment[fact.example_id] == split]
+    else:
+        assignment = split_assignment(facts)
+        chosen = [fact for fact in facts if assignment[fact.example_id] == split]
+    if per_relation is None:
+        return chosen
+    if per_relation < 1:
+        raise ValueError("per_relation must be at least 1 (or None for every fact of the split).")
+    keep: set[str] = set()
+    strata: dict[str, list[Fact]] = {}
+    for fact in chosen:
+        strata.setdefault(fact.relation or "", []).append(fact)
+    for members in strata.values():
+        keep.update(f.example_id for f in sorted(members, key=lambda f: _rank(f.example_id))[:per_relation])
+    return [fact for fact in chosen if fact.example_id in keep]
