@@ -24,6 +24,9 @@ Where the numbers come from (layers as given in the authors' files, then relativ
 - GPT-NeoX (NeoX-20B, 44 layers): ROME layer 15 (ROME paper, App.).
 - BLOOM, OPT, XGLM have no published ROME settings; they get the early-middle position that the
   other families share (≈ 0.2–0.35 of the depth), where causal tracing finds subject recall.
+- MEND edits both MLP projections of the last three blocks (MEND paper: GPT-2 XL layers 45–47,
+  GPT-J 25–27; EasyEdit's LLaMA-7B file 29–31). As depths: the last 3 of Gemma 3 270M's 18
+  (15/17) for the LLaMA family (the last 5 of a 32-layer model), the top tenth elsewhere.
 """
 
 from __future__ import annotations
@@ -45,42 +48,49 @@ FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "rome": {"layer": 17 / 47},
         "memit": {"layers": (13 / 47, 17 / 47)},
         "pmet": {"layers": (13 / 47, 17 / 47)},
+        "mend": {"layers": (45 / 47, 1.0)},
     },
     "gptj": {
         "ft": {"layer": 21 / 27},
         "rome": {"layer": 5 / 27},
         "memit": {"layers": (3 / 27, 8 / 27)},
         "pmet": {"layers": (3 / 27, 8 / 27)},
+        "mend": {"layers": (25 / 27, 1.0)},
     },
     "llama": {
         "ft": {"layer": 21 / 31, "norm_constraint": 5e-3, "lr": 1e-3},
         "rome": {"layer": 6 / 17},
         "memit": {"layers": (4 / 17, 6 / 17), "mom2_update_weight": 2000.0},
         "pmet": {"layers": (4 / 17, 6 / 17), "mom2_update_weight": 2000.0},
+        "mend": {"layers": (15 / 17, 1.0)},
     },
     "gpt_neox": {
         "ft": {"layer": 0.5},
         "rome": {"layer": 15 / 43},
         "memit": {"layers": (11 / 43, 15 / 43)},
         "pmet": {"layers": (11 / 43, 15 / 43)},
+        "mend": {"layers": (41 / 43, 1.0)},
     },
     "bloom": {
         "ft": {"layer": 0.5},
         "rome": {"layer": 0.25},
         "memit": {"layers": (0.15, 0.3)},
         "pmet": {"layers": (0.15, 0.3)},
+        "mend": {"layers": (0.9, 1.0)},
     },
     "opt": {
         "ft": {"layer": 0.5},
         "rome": {"layer": 0.25},
         "memit": {"layers": (0.15, 0.3)},
         "pmet": {"layers": (0.15, 0.3)},
+        "mend": {"layers": (0.9, 1.0)},
     },
     "xglm": {
         "ft": {"layer": 0.5},
         "rome": {"layer": 0.25},
         "memit": {"layers": (0.15, 0.3)},
         "pmet": {"layers": (0.15, 0.3)},
+        "mend": {"layers": (0.9, 1.0)},
     },
 }
 

@@ -30,6 +30,7 @@ from .ft import FTConfig, FTEditor
 from .ike import IkeConfig, IkeEditor
 from .memit import MemitConfig, MemitEditor
 from .memla import ABLATIONS, MemlaConfig, MemlaEditor
+from .mend import MendConfig, MendEditor
 from .pmet import PmetConfig, PmetEditor
 from .rome import RomeConfig, RomeEditor
 
@@ -382,6 +383,11 @@ METHODS: dict[str, MethodSpec] = {
         "rome", "ROME", RomeConfig, RomeEditor,
         "Rank-one update of one MLP down projection at the subject's last token (Meng et al. 2022).",
         step_field="v_steps",
+    ),
+    "mend": MethodSpec(
+        "mend", "MEND", MendConfig, MendEditor,
+        "A hypernetwork trained once per model (`memla train-mend`) turns the edit prompt's gradient of the "
+        "last MLPs into a weight update (Mitchell et al. 2022).",
     ),
     "memit": MethodSpec(
         "memit", "MEMIT", MemitConfig, MemitEditor,
