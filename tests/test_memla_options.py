@@ -20,7 +20,7 @@ def france(bundled):
 
 def _edit(lm, fact, **changes):
     neurons = find_neurons(lm, fact, "en", IG, cache=False)
-    config = MemlaConfig(neurons=IG, lr=0.05, max_steps=4, stop_p_new=1.1, **changes)
+    config = MemlaConfig(**{"neurons": IG, "lr": 0.05, "max_steps": 4, "stop_p_new": 1.1, **changes})
     return MemlaEditor(config, neurons=neurons).compute(lm, EditRequest(fact, "en"))
 
 
