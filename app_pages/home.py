@@ -27,7 +27,9 @@ with st.expander("Device and precision"):
     devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     device = st.selectbox("Device", devices, help="auto: the GPU when there is one, else the CPU.")
     dtype = st.selectbox("Precision", ["float32", "bfloat16", "float16"], help="float32 is the safe choice on a CPU.")
-spec = ModelSpec(name, device=device, dtype=dtype)
+    download = st.checkbox("Download a hub model that is not in the local cache",
+                           help="Off: only models already on this machine load, and an unknown id fails at once.")
+spec = ModelSpec(name, device=device, dtype=dtype, allow_download=download)
 if st.button("Load model", type="primary", disabled=not name, icon=":material/download:"):
     with long_task(f"Loading {name}") as task:
         get_model(spec, progress=lambda stage, fraction: task.show(fraction, stage))

@@ -13,7 +13,8 @@ import streamlit as st
 
 from memla_core.bench import BenchConfig, BenchJob, JobStatus, results_dir, results_files, speed_overrides
 from memla_core.bench.config import canonical_method
-from memla_core.bench.store import parse_results, read_all
+from memla_core.bench.store import CUT_OFF_LINE, parse_results, read_all
+from memla_core.bounds import check_results_name
 from memla_core.bench.summaries import (
     ablation_table,
     ablation_table_wide,
@@ -43,6 +44,7 @@ from memla_core.views import (
 from . import state
 from .resources import get_model, is_loaded, paper
 from .sidebar import method_title
+from .sweep_panel import is_sweep, sweep_section
 from .widgets import PAGES, error_message, table
 
 POLL_SECONDS = 2.0
@@ -50,6 +52,17 @@ POLL_SECONDS = 2.0
 
 
 # --------------------------------------------------------------------------- launching
+
+
+UPLOAD_FIX = "upload a CSV written by `memla bench` or downloaded from this page (All rows)"
+
+
+def _exists(path: str) -> bool:
+    """A remembered results path that the filesystem may refuse (too long) counts as missing."""
+    try:
+        return Path(path).exists()
+    except OSError:
+        return False
 
 
 def _file_name(text: str) -> str:
@@ -119,6 +132,11 @@ def _run_form(lm, spec) -> None:
         st.error("Choose at least one method and one source language, and give the results file a name.")
         return
     try:
+        stem = check_results_name(_file_name(name))
+    except ValueError as err:
+        st.error(str(err))
+        return
+    try:
         config = BenchConfig(
             model=spec,
             dataset=data.name,
@@ -129,7 +147,7 @@ def _run_form(lm, spec) -> None:
             limit=None if chosen else int(limit),
             seed=int(seed),
             common_overrides=speed_overrides(ig_steps=int(ig_steps), edit_steps=None if edit_steps is None else int(edit_steps)),
-            out=results_dir() / f"{_file_name(name)}.csv",
+            out=results_dir() / f"{stem}.csv",
             overwrite=overwrite,
         )
     except ValueError as err:
@@ -182,16 +200,23 @@ def _choose_results() -> tuple[pd.DataFrame, str] | None:
     files = results_files()
     current = st.session_state[state.BENCH_FILE]
     names = [str(p) for p in files]
-    if current and current not in names and Path(current).exists():
+    if current and current not in names and _exists(current):
         names.insert(0, current)
     c1, c2 = st.columns(2)
     upload = c2.file_uploader("…or a results CSV from `memla bench`", type=["csv"], key="bench_upload")
     if upload is not None:
         try:
-            return parse_results(upload.getvalue().decode("utf-8"), upload.name), upload.name
-        except (ValueError, UnicodeDecodeError) as err:
+            frame = parse_results(upload.getvalue().decode("utf-8"), upload.name, fix=UPLOAD_FIX)
+        except UnicodeDecodeError:
+            st.error(f"{upload.name} is not UTF-8 text; upload the CSV as `memla bench` or this page wrote it.")
+            return None
+        except ValueError as err:
             st.error(error_message(err, "Reading the uploaded file"))
             return None
+        if frame.attrs.get(CUT_OFF_LINE):
+            st.warning(f"The last line of {upload.name} is cut off (the run that wrote it was interrupted), so it is "
+                       f"left out: `{frame.attrs[CUT_OFF_LINE][:80]}`. Every other row is shown.")
+        return frame, upload.name
     if not names:
         c1.info("No benchmark results yet: start a run in the first tab, or upload a results CSV.")
         return None
@@ -224,6 +249,8 @@ def results_panel() -> None:
     if "es_definition" in results and (results["es_definition"] == TOKEN_ACCURACY).any():
         st.caption(":warning: Some facts have no true answer (imported zsRE-style data): their ES/PS is token accuracy "
                    "of the new answer, not the paper's P(new) > P(true).")
+    if is_sweep(results):
+        sweep_section(results, Path(name).stem)
     main = main_table(results)
     stem = Path(name).stem
     if main.empty:

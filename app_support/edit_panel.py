@@ -14,7 +14,14 @@ from memla_core.evaluation import METRICS
 from memla_core.export import adapter_zip, has_adapter, portable_base_model
 from memla_core.knowledge import describe
 from memla_core.models import LoadedModel
-from memla_core.session import EditOutcome, compute_edit, compute_neurons, evaluate_fact, generate_text
+from memla_core.session import (
+    EditOutcome,
+    check_edit_health,
+    compute_edit,
+    compute_neurons,
+    evaluate_fact,
+    generate_text,
+)
 from memla_core.views import (
     COMPARISON_COLUMNS,
     edit_comparison,
@@ -68,7 +75,8 @@ def run_edits(lm: LoadedModel, fact: Fact, source: str, targets: list[str], conf
             edit = compute_edit(lm, EditRequest(fact, source), method, config, neurons, on_step, task.cancel,
                                 pool=state.dataset().facts)
             after = evaluate_fact(lm, fact, targets, edit, source, task.counter(f"Scoring the {title} edit"), task.cancel)
-            outcomes[method] = EditOutcome(edit, before, after)
+            health = check_edit_health(lm, fact, edit, targets)
+            outcomes[method] = EditOutcome(edit, before, after, health)
     if task.ok:
         st.session_state[state.EDITS] = outcomes
         if found is not None:
@@ -110,6 +118,7 @@ def _show_outcome(method: str, outcome: EditOutcome, comparison, lm: LoadedModel
                else "no weight changed: the new fact is put before every prompt")
     steps = f"{len(edit.trace)} optimisation steps, " if edit.trace else ""
     st.markdown(f"**{title}**, edited in `{edit.source_language}`: {edit.seconds:.1f} s, {steps}{changed}.")
+    health_banner(outcome)
     transfer = outcome.after.transferability()
     others = len(outcome.after.summary) - int((outcome.after.summary["target_lang"] == edit.source_language).sum())
     if others:
@@ -146,6 +155,17 @@ def _show_outcome(method: str, outcome: EditOutcome, comparison, lm: LoadedModel
             icon=":material/deployed_code:",
             help="adapter_model.safetensors + adapter_config.json + README.md; load with "
                  "PeftModel.from_pretrained(base_model, folder) (the README shows how, for this base model).",
+        )
+
+
+def health_banner(outcome: EditOutcome) -> None:
+    """A red banner when the edit broke the model: its scores below would otherwise look perfect."""
+    health = outcome.health
+    if health is not None and health.degenerate:
+        st.error(
+            f"**This edit broke the model** — its scores are not to be trusted: {'; '.join(health.problems)}. "
+            "Revert it, then lower the learning rate or the number of steps.",
+            icon=":material/error:",
         )
 
 

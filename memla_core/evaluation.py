@@ -14,13 +14,26 @@ import pandas as pd
 
 from .data.schema import Fact
 from .editing.base import Edit
-from .metrics import mean, prefers_new, token_accuracy, token_set_f1, transferability
+from .metrics import clears_floor, mean, prefers_new, token_accuracy, token_set_f1, transferability
 from .models import LoadedModel
 from .scoring import Completion, answer_logprobs, answer_token_hits, encode_completion, encode_prompt, greedy_generate
 
 METRICS = ("ES", "PS", "NS", "QS")
 PROB_COMPARE = "P(new)>P(true)"
+"""The paper's pure ES/PS test (Appendix B); ``evaluate(..., p_new_floor=0)`` scores with it."""
 TOKEN_ACCURACY = "token accuracy (zsRE)"
+P_NEW_FLOOR = 1e-4
+"""ES/PS count a prompt only when P(new), per answer token, is at least this (1 in 10,000: far
+above chance over a 262k vocabulary, far below any answer a model actually gives)."""
+
+
+class EvaluationError(RuntimeError):
+    """Scores that cannot be trusted (NaN from the unedited model)."""
+
+
+def es_definition(floor: float = P_NEW_FLOOR) -> str:
+    """What ES/PS measured, as stored in ``es_definition``."""
+    return PROB_COMPARE if floor <= 0 else f"{PROB_COMPARE}, P(new)>={floor:g}/token"
 
 
 @dataclass
@@ -47,9 +60,11 @@ def evaluate(
     target_languages: Sequence[str] | None = None,
     edit: Edit | None = None,
     source_language: str | None = None,
+    p_new_floor: float = P_NEW_FLOOR,
 ) -> EvalReport:
     """Score ``fact`` on the model as it is now (apply ``edit`` first for post-edit scores;
-    ``edit`` is passed so that in-context edits can put their context before each prompt)."""
+    ``edit`` is passed so that in-context edits can put their context before each prompt).
+    ``p_new_floor=0`` gives the paper's pure ES/PS (``PROB_COMPARE``)."""
     languages = list(target_languages or fact.language_codes)
     for lang in languages:
         fact.in_language(lang)
@@ -75,7 +90,9 @@ def evaluate(
         decoded.append({"target_lang": lang, "kind": "edit_answer", "prompt": e.filled(), "answer": e.target_new})
 
     with lm.lock:
-        _score(lm, scored)
+        _score(lm, scored, p_new_floor)
+        if edit is None:
+            _check_finite(lm, fact, scored)
         _decode(lm, decoded, edit)
 
     details = pd.DataFrame(
@@ -90,7 +107,7 @@ def evaluate(
             row[metric] = 100 * mean(r["success"] for r in mine if r["kind"] == kind)
         row["NS"] = 100 * mean(r["f1"] for r in decoded if r["target_lang"] == lang and r["kind"] == "neighborhood")
         row["QS"] = 100 * mean(r["f1"] for r in decoded if r["target_lang"] == lang and r["kind"] == "multi_hop")
-        row["es_definition"] = PROB_COMPARE if has_true else TOKEN_ACCURACY
+        row["es_definition"] = es_definition(p_new_floor) if has_true else TOKEN_ACCURACY
         answer = next(r for r in decoded if r["target_lang"] == lang and r["kind"] == "edit_answer")
         row["answer"] = answer["generated"]
         edit_row = next(r for r in mine if r["kind"] == "edit")
@@ -99,7 +116,18 @@ def evaluate(
     return EvalReport(pd.DataFrame(summary_rows), details)
 
 
-def _score(lm: LoadedModel, rows: list[dict]) -> None:
+def _check_finite(lm: LoadedModel, fact: Fact, rows: list[dict]) -> None:
+    """NaN from the unedited model is a numerical failure of the setup, not a score."""
+    bad = [r for r in rows if math.isnan(r["p_new"]) or (r["true"] is not None and math.isnan(r["p_true"]))]
+    if bad:
+        raise EvaluationError(
+            f"The unedited model gives NaN scores on {len(bad)} prompt(s) of {fact.example_id} "
+            f"(dtype {lm.spec.dtype} on {lm.device}): the arithmetic overflows. Use float32 "
+            "(--dtype float32), or a GPU for float16."
+        )
+
+
+def _score(lm: LoadedModel, rows: list[dict], floor: float) -> None:
     items: list[Completion] = [r["new"] for r in rows] + [r["true"] for r in rows if r["true"] is not None]
     logprobs = [float(lp.sum()) for lp in answer_logprobs(lm, items)]
     new_lp = iter(logprobs[: len(rows)])
@@ -112,7 +140,8 @@ def _score(lm: LoadedModel, rows: list[dict]) -> None:
         if row["true"] is not None:
             lp_true = next(true_lp)
             row["p_true"] = math.exp(lp_true)
-            row["success"] = float(prefers_new(lp_new, lp_true))
+            enough = clears_floor(lp_new, len(row["new"].answer_ids), floor)
+            row["success"] = float(prefers_new(lp_new, lp_true) and enough)
         else:
             row["p_true"] = math.nan
             row["success"] = token_accuracy(next(hits))

@@ -12,6 +12,17 @@ def prefers_new(logprob_new: float, logprob_true: float) -> bool:
     return logprob_new > logprob_true
 
 
+def clears_floor(logprob_new: float, n_tokens: int, floor: float) -> bool:
+    """P(new) is not negligible: its per-token geometric mean is at least ``floor`` (0: no floor).
+
+    A destroyed model can rank a new answer above the old one with both near zero (5e-19 against
+    1.5e-20); per token, so that long answers are not held to a stricter bound than short ones.
+    """
+    if floor <= 0:
+        return True
+    return n_tokens > 0 and logprob_new / n_tokens >= math.log(floor)
+
+
 def token_accuracy(hits: Sequence[bool]) -> float:
     """zsRE convention (no target_true): share of target tokens predicted, teacher-forced."""
     return sum(hits) / len(hits) if hits else 0.0

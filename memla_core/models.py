@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import tempfile
@@ -28,6 +29,14 @@ Progress = Callable[[str, float], None]
 GEMMA_NOTICE_FILE = ASSETS_DIR / "GEMMA_NOTICE.md"
 
 
+ALLOW_DOWNLOAD_ENV = "MEMLA_ALLOW_DOWNLOAD"
+"""Set to 1 to let hub ids download; by default only the local Hugging Face cache is read, so an
+unknown id fails at once instead of retrying the network (offline machines wait about a minute)."""
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "spiece.model")
+"""Any one of these makes a folder loadable by ``AutoTokenizer`` (fast, sentencepiece or BPE files)."""
+
+
 class ModelLoadError(RuntimeError):
     pass
 
@@ -40,6 +49,7 @@ class ModelSpec:
     device: str = "auto"  # "auto" = CUDA when present, else CPU
     dtype: DType = "float32"
     trust_remote_code: bool = False
+    allow_download: bool = False  # hub ids: fetch when missing from the cache (or $MEMLA_ALLOW_DOWNLOAD=1)
 
     def resolved_device(self) -> str:
         if self.device == "auto":
@@ -125,25 +135,82 @@ def default_checkpoint(progress: Progress | None = None) -> Path:
     return target
 
 
+def downloads_allowed(spec: ModelSpec) -> bool:
+    return spec.allow_download or os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else with a separator is meant as a folder."""
+    return (
+        name.startswith((".", "~", os.sep)) or "\\" in name or name.count("/") > 1 or Path(name).expanduser().exists()
+    )
+
+
+def check_model_source(path: str) -> bool:
+    """True for a local folder that can be loaded; raise ``ModelLoadError`` naming what is missing.
+
+    transformers reports a missing folder as a malformed repo id and a folder without tokenizer
+    files as a missing sentencepiece, so the real cause is checked first.
+    """
+    if not _looks_like_path(path):
+        return False
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise ModelLoadError(f"Model folder '{path}' does not exist. Check the path, or give a hub id (org/name).")
+    if not folder.is_dir():
+        raise ModelLoadError(f"'{path}' is a file; give the folder that holds config.json, the weights and the tokenizer.")
+    if not (folder / "config.json").exists():
+        raise ModelLoadError(
+            f"Model folder '{path}' has no config.json, so it is not a Hugging Face checkpoint; save one with "
+            "model.save_pretrained(folder) and tokenizer.save_pretrained(folder)."
+        )
+    if not any((folder / name).exists() for name in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"Model folder '{path}' has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save them there with "
+            "tokenizer.save_pretrained(folder)."
+        )
+    return True
+
+
+def check_dtype(spec: ModelSpec) -> None:
+    """float16 on a CPU overflows in attention and norms (every score becomes NaN): refuse it."""
+    if spec.dtype == "float16" and spec.resolved_device().startswith("cpu"):
+        raise ModelLoadError(
+            "float16 is not supported on the CPU: half-precision arithmetic there overflows and every score "
+            "becomes NaN. Use --dtype float32 (or bfloat16) on a CPU, or float16 on a GPU (--device cuda)."
+        )
+
+
 def load_model(spec: ModelSpec | str = ModelSpec(), progress: Progress | None = None) -> LoadedModel:
     """Load a causal LM by alias, hub id or local path, and find its architecture adapter."""
     if isinstance(spec, str):
         spec = ModelSpec(name_or_path=spec)
+    check_dtype(spec)
     notice = None
     if spec.name_or_path == DEFAULT_MODEL:
         path = str(default_checkpoint(progress))
         notice = GEMMA_NOTICE_FILE.read_text(encoding="utf-8") if GEMMA_NOTICE_FILE.exists() else None
     else:
         path = spec.name_or_path
+    local = check_model_source(path)
+    offline = not local and not downloads_allowed(spec)
     if progress:
         progress(f"Loading {spec.name_or_path}", 0.95)
     dtype = getattr(torch, spec.dtype)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            path, trust_remote_code=spec.trust_remote_code, local_files_only=offline
+        )
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=spec.trust_remote_code
+            path, dtype=dtype, trust_remote_code=spec.trust_remote_code, local_files_only=offline
         )
     except (OSError, ValueError) as err:
+        if offline:
+            raise ModelLoadError(
+                f"'{spec.name_or_path}' is not a local folder and not in the Hugging Face cache, and "
+                f"downloads are off. Allow them to fetch it from the hub (--allow-download, the Setup page's "
+                f"download box, or {ALLOW_DOWNLOAD_ENV}=1), give a local folder, or use '{DEFAULT_MODEL}'."
+            ) from err
         raise ModelLoadError(
             f"Could not load model '{spec.name_or_path}': {err}. Give a local folder with "
             "config.json, weights and tokenizer files, a hub id already in the Hugging Face "

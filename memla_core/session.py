@@ -23,7 +23,9 @@ import pandas as pd
 from .data.schema import Fact
 from .editing import Edit, EditRequest, build_editor
 from .editing.base import StepFn
+from .bounds import check_prompt_lengths, check_text_length
 from .evaluation import EvalReport, evaluate
+from .health import EditHealth, edit_health
 from .models import LoadedModel
 from .neurons import NeuronConfig, NeuronSets, ProgressFn, find_neurons
 from .scoring import encode_prompt, greedy_generate
@@ -85,6 +87,7 @@ def compute_neurons(
         if progress:
             progress(done, total, what)
 
+    check_prompt_lengths(lm.tokenizer, fact, [source_language])
     # The whole search holds the lock: a fact without target_true is first answered by the model,
     # and that answer must come from the unedited weights too.
     with edited(lm, None):
@@ -110,6 +113,7 @@ def compute_edit(
             on_step(record)
 
     _checked(cancel)
+    check_prompt_lengths(lm.tokenizer, request.fact, [request.source_language])
     with edited(lm, None):
         return editor.compute(lm, request, on_step=step)
 
@@ -129,6 +133,7 @@ def evaluate_fact(
     and stop between languages.
     """
     source = source_language or (edit.source_language if edit else languages[0])
+    check_prompt_lengths(lm.tokenizer, fact, languages)
     reports = []
     for done, lang in enumerate(languages):
         _checked(cancel)
@@ -141,6 +146,13 @@ def evaluate_fact(
     return merge_reports(reports)
 
 
+def check_edit_health(lm: LoadedModel, fact: Fact, edit: Edit, languages: Sequence[str]) -> EditHealth:
+    """``edit_health`` on the shared model: the reference comes from the unedited weights whatever
+    other sessions do (the whole check holds the lock)."""
+    with edited(lm, None):
+        return edit_health(lm, edit, fact, languages)
+
+
 def merge_reports(reports: Sequence[EvalReport]) -> EvalReport:
     """Reports of disjoint language sets as one report."""
     return EvalReport(
@@ -151,6 +163,7 @@ def merge_reports(reports: Sequence[EvalReport]) -> EvalReport:
 
 def generate_text(lm: LoadedModel, prompt: str, max_new_tokens: int = 20, edit: Edit | None = None) -> str:
     """Greedy continuation of free text by the model, with ``edit`` applied for this call only."""
+    check_text_length(lm.tokenizer, prompt)
     text = f"{edit.context}{prompt}" if edit is not None and edit.context else prompt
     eos = lm.tokenizer.eos_token_id
     with edited(lm, edit):
@@ -167,6 +180,7 @@ class EditOutcome:
     edit: Edit
     before: EvalReport
     after: EvalReport
+    health: EditHealth | None = None  # None: not measured (outcomes kept from before the check)
 
     @property
     def method(self) -> str:

@@ -248,3 +248,15 @@ def test_subset_keeps_the_same_items_in_every_language():
         ("nli", "nli-0", "de"), ("nli", "nli-1", "de")]
     with pytest.raises(ValueError, match="no items in th"):
         probe.subset(["th"])
+
+
+def test_rest_bin_survives_float32_rounding():
+    """One token holds all but ~1e-8 of the mass: 1 − Σ top rounds to 0 in float32, the rest does not."""
+    from memla_core.ability.drift import rest_logprob
+
+    logprobs = torch.log_softmax(torch.tensor([[20.0, 0.0, 0.0, 0.0]]), dim=-1)
+    assert float(1 - logprobs[0, 0].exp()) == 0.0  # what the subtraction would have given
+    rest = rest_logprob(logprobs, torch.tensor([[0]]))
+    assert float(rest) == pytest.approx(math.log(3) - 20, abs=1e-4)
+    kl = coarse_kl(logprobs[:, :1], rest, logprobs[:, :1], rest)
+    assert float(kl) == pytest.approx(0.0, abs=1e-12)

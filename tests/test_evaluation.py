@@ -5,7 +5,7 @@ import pytest
 from memla_core.data import load_mkeb
 from memla_core.data.loader import fact_to_record
 from memla_core.editing import Edit
-from memla_core.evaluation import PROB_COMPARE, TOKEN_ACCURACY, evaluate
+from memla_core.evaluation import P_NEW_FLOOR, TOKEN_ACCURACY, es_definition, evaluate
 from memla_core.metrics import token_set_f1
 from memla_core.scoring import answer_logprobs, answer_token_hits, encode_completion, encode_prompt, greedy_generate
 
@@ -23,7 +23,8 @@ def test_summary_matches_per_prompt_computation(tiny_models, bundled):
         for prompt in prompts:
             new, true = (encode_completion(lm, prompt, t, lang) for t in (e.target_new, e.target_true))
             lp_new, lp_true = (float(x.sum()) for x in answer_logprobs(lm, [new, true]))
-            wins.append(100.0 * (lp_new > lp_true))
+            floor_ok = lp_new / len(new.answer_ids) >= math.log(P_NEW_FLOOR)
+            wins.append(100.0 * (lp_new > lp_true and floor_ok))
         row = report.summary.set_index("target_lang").loc[lang]
         assert row.ES == wins[0]
         assert row.PS == pytest.approx(sum(wins[1:]) / len(wins[1:]))
@@ -33,7 +34,7 @@ def test_summary_matches_per_prompt_computation(tiny_models, bundled):
             out = greedy_generate(lm, [encode_prompt(lm, prompt)], [len(ref)])[0]
             f1s.append(100 * token_set_f1(out, ref))
         assert row.NS == pytest.approx(sum(f1s) / len(f1s))
-        assert row.es_definition == PROB_COMPARE
+        assert row.es_definition == es_definition(P_NEW_FLOOR)
     assert math.isnan(report.summary.QS.iloc[0]) or 0 <= report.summary.QS.iloc[0] <= 100
     kinds = set(report.details.kind)
     assert {"edit", "paraphrase", "neighborhood", "edit_answer"} <= kinds

@@ -35,7 +35,7 @@ def test_adapter_checks_real_modules(tiny_models):
 
 
 def test_missing_model_path_is_a_clear_error(tmp_path):
-    with pytest.raises(ModelLoadError, match="Could not load model"):
+    with pytest.raises(ModelLoadError, match="Model folder .* does not exist"):
         load_model(str(tmp_path / "nothing-here"))
 
 

@@ -53,12 +53,14 @@ class DriftReference:
         return float(self.top_logprobs.exp().sum(-1).mean())
 
 
-def rest_logprob(top_logprobs: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """log(1 − Σ p) of the tokens outside ``top_logprobs`` (−inf when they are the whole vocabulary)."""
-    if top_logprobs.shape[-1] >= vocab_size:
-        return torch.full(top_logprobs.shape[:-1], float("-inf"), dtype=torch.float64)
-    mass = torch.logsumexp(top_logprobs.double(), dim=-1).exp()
-    return torch.log((1.0 - mass).clamp_min(0.0))
+def rest_logprob(logprobs: torch.Tensor, top_ids: torch.Tensor) -> torch.Tensor:
+    """log P(every token not in ``top_ids``), per position (−inf when they are the whole vocabulary).
+
+    Summed over the other tokens themselves: 1 − Σ top would lose a small rest to rounding
+    (Σ top reaches 1.0 in float32), and a rest of 0 under the edited model makes the KL infinite.
+    """
+    others = logprobs.double().scatter(-1, top_ids.long(), float("-inf"))
+    return torch.logsumexp(others, dim=-1)
 
 
 def coarse_kl(
@@ -131,13 +133,13 @@ def build_reference(
         raise ValueError(f"Sentence {empty[0]} of language {owners[empty[0]]} has fewer than 2 tokens; drift needs longer text.")
     prefix = list(lm.tokenizer("")["input_ids"])
     first = 0 if prefix else 1
-    ids, values = [], []
+    ids, values, rests = [], [], []
     for logprobs in sentence_logprobs(lm, body, prefix, first, batch_size):
         k = min(top_k, logprobs.shape[-1])
         top = torch.topk(logprobs, k, dim=-1)
         ids.append(top.indices.to(torch.int32))
         values.append(top.values.double())
-    top_logprobs = torch.cat(values)
+        rests.append(rest_logprob(logprobs, top.indices))
     vocab = logprobs.shape[-1]
     return DriftReference(
         model_key=lm.key,
@@ -146,8 +148,8 @@ def build_reference(
         languages=tuple(owners),
         prefix_ids=tuple(prefix),
         top_ids=torch.cat(ids),
-        top_logprobs=top_logprobs,
-        rest_logprob=rest_logprob(top_logprobs, vocab),
+        top_logprobs=torch.cat(values),
+        rest_logprob=torch.cat(rests),
         top_k=min(top_k, vocab),
     )
 
@@ -166,9 +168,7 @@ def drift_per_position(
         rows = slice(offset, offset + n)
         top_ids = reference.top_ids[rows].long()
         top = logprobs.gather(-1, top_ids).double()
-        rest = rest_logprob(top, logprobs.shape[-1]) if reference.top_k < logprobs.shape[-1] else torch.full(
-            (n,), float("-inf"), dtype=torch.float64)
-        out.append(coarse_kl(reference.top_logprobs[rows], reference.rest_logprob[rows], top, rest))
+        out.append(coarse_kl(reference.top_logprobs[rows], reference.rest_logprob[rows], top, rest_logprob(logprobs, top_ids)))
         offset += n
     if offset != reference.top_ids.shape[0]:
         raise RuntimeError("The model produced a different number of positions than the reference; "

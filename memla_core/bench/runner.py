@@ -22,11 +22,13 @@ from transformers import set_seed
 from ..data import MKEBDataset, load_bundled, load_mkeb
 from ..data.schema import Fact
 from ..editing.base import EditDivergedError, EditError, EditRequest
+from ..bounds import check_prompt_lengths, check_results_path
 from ..evaluation import evaluate
+from ..health import edit_health
 from ..models import LoadedModel, load_model
 from ..neurons import NeuronConfig, NeuronSets, find_neurons
 from ..session import CancelToken
-from . import store
+from . import lock, store
 from .config import BenchConfig, BenchConfigError, MethodRun, lenient_overrides, resolve_method
 from .distributed import ProcessContext, process_context
 from .store import KEY_COLUMNS, Key
@@ -182,7 +184,7 @@ def run_group(
     base = {
         "fact_id": fact.example_id, "method": method.name, "source_lang": source,
         "model": lm.key, "seed": config.seed, "settings": method.settings,
-        "seconds_neurons": 0.0, "seconds_edit": 0.0, "seconds_eval": 0.0, "error": "",
+        "seconds_neurons": 0.0, "seconds_edit": 0.0, "seconds_eval": 0.0, "error": "", "health": "",
     }
 
     def check(*_args) -> None:
@@ -191,6 +193,7 @@ def run_group(
 
     check()  # before waiting for the model: a stopped run starts no new group
     try:
+        check_prompt_lengths(lm.tokenizer, fact, [source, *targets])  # before minutes of work on a huge prompt
         with lm.lock:
             neurons = None
             if method.uses_neurons:
@@ -207,6 +210,7 @@ def run_group(
             start = time.perf_counter()
             with edit.applied(lm):
                 report = evaluate(lm, fact, list(targets), edit=edit, source_language=source)
+            base["health"] = edit_health(lm, edit, fact, list(targets)).label
             base["seconds_eval"] = time.perf_counter() - start
     except EditError as err:
         log.info("%s on %s (%s) failed: %s", method.name, fact.example_id, source, err)
@@ -258,8 +262,31 @@ def run_bench(
     ``cancel`` (single process only: other processes would wait at the barrier) stops the run
     with ``Cancelled`` within one optimisation step; every finished group is already on disk,
     so running the same config again resumes.
+
+    The results file is locked for the run (``<out>.lock``, see ``bench.lock``): a second run on it
+    is refused with the holder's PID and start time before any work.
     """
     ctx = context or process_context(config.model.device, config.barrier_timeout_s)
+    check_results_path(config.out)
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    owner = lock.run_owner(ctx.distributed)  # every worker of one accelerate launch shares the lock
+    lock.acquire(config.out, owner)
+    try:
+        return _run_locked(config, lm, dataset, progress, after_group, ctx, cancel)
+    finally:
+        if ctx.is_main:
+            lock.release(config.out, owner)
+
+
+def _run_locked(
+    config: BenchConfig,
+    lm: LoadedModel | None,
+    dataset: MKEBDataset | None,
+    progress: ProgressFn | None,
+    after_group: GroupHook | None,
+    ctx: ProcessContext,
+    cancel: CancelToken | None,
+) -> BenchOutcome:
     dataset = dataset or load_dataset(config.dataset)
     facts = select_facts(dataset, config)
     check_languages(facts, config)

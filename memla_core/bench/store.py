@@ -35,12 +35,13 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "edit_steps",
     *TIMING_COLUMNS,
     "error",
+    "health",
     "model",
     "seed",
     "settings",
 )
 STRING_COLUMNS: tuple[str, ...] = (
-    *KEY_COLUMNS, "target_lang", "es_definition", "answer", "error", "model", "settings",
+    *KEY_COLUMNS, "target_lang", "es_definition", "answer", "error", "health", "model", "settings",
 )
 
 
@@ -79,11 +80,28 @@ def read_results(path: Path) -> pd.DataFrame:
     return parse_results(path.read_text(encoding="utf-8"), str(path))
 
 
-def parse_results(text: str, name: str = "results") -> pd.DataFrame:
-    """``read_results`` for text that is not a file of ours (an upload in the app)."""
+CUT_OFF_LINE = "cut_off_line"
+"""``frame.attrs`` key: the text of a last line dropped because a write was interrupted."""
+
+
+def parse_results(
+    text: str, name: str = "results", fix: str = "choose another results file (--out) or delete it"
+) -> pd.DataFrame:
+    """``read_results`` for text that is not a file of ours (an upload in the app). ``fix`` ends
+    the message for a file that is not a results file, in the caller's terms. A dropped cut-off
+    last line is kept in ``frame.attrs[CUT_OFF_LINE]`` for front ends to show."""
+    cut = ""
     if not text.endswith("\n"):
         log.warning("%s ends in a cut-off line (interrupted write); it is dropped.", name)
+        cut = text[text.rfind("\n") + 1 :]
         text = text[: text.rfind("\n") + 1]
+    frame = _parse_complete(text, name, fix)
+    if cut:
+        frame.attrs[CUT_OFF_LINE] = cut
+    return frame
+
+
+def _parse_complete(text: str, name: str, fix: str) -> pd.DataFrame:
     if not text.strip():
         return empty_results()
     frame = pd.read_csv(
@@ -92,8 +110,7 @@ def parse_results(text: str, name: str = "results") -> pd.DataFrame:
     missing = [c for c in KEY_COLUMNS + ("target_lang",) if c not in frame.columns]
     if missing:
         raise ValueError(
-            f"{name} is not a memla bench results file (no column {', '.join(missing)}); "
-            "choose another results file (--out) or delete it."
+            f"{name} is not a memla bench results file (no column {', '.join(missing)}); {fix}."
         )
     for column in RESULT_COLUMNS:
         if column not in frame.columns:

@@ -15,6 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..editing.memla import ABLATIONS
+from ..health import is_degenerate
 from .paper import PAPER_METHOD_ORDER, PAPER_TABLE_OF_SOURCE, PAPER_TARGET_ORDER, PaperTables
 from .store import METRIC_COLUMNS
 
@@ -243,14 +244,16 @@ def compare_with_paper(results: pd.DataFrame, paper: PaperTables) -> pd.DataFram
 
 
 def coverage(results: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, source): facts edited, failed edits, mean seconds per edit and per evaluation."""
-    columns = ["method", "source_lang", "facts", "failed", "seconds_neurons", "seconds_edit", "seconds_eval"]
+    """Per (method, source): facts edited, failed edits, degenerate edits (``health``), mean
+    seconds per edit and per evaluation."""
+    columns = ["method", "source_lang", "facts", "failed", "degenerate", "seconds_neurons", "seconds_edit", "seconds_eval"]
     if results.empty:
         return pd.DataFrame(columns=columns)
     groups = results.drop_duplicates(subset=["fact_id", "method", "source_lang"]).copy()
     groups["failed"] = groups["error"].fillna("") != ""
+    groups["degenerate"] = _degenerate(groups)
     table = groups.groupby(["method", "source_lang"], sort=False).agg(
-        facts=("fact_id", "count"), failed=("failed", "sum"),
+        facts=("fact_id", "count"), failed=("failed", "sum"), degenerate=("degenerate", "sum"),
         seconds_neurons=("seconds_neurons", "sum"), seconds_edit=("seconds_edit", "mean"),
         seconds_eval=("seconds_eval", "mean"),
     )
@@ -258,16 +261,24 @@ def coverage(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_totals(results: pd.DataFrame) -> dict[str, float]:
-    """Facts, edits (groups), failed edits and compute seconds (neurons + edit + evaluation,
-    summed over groups: the wall time of a single-process run, less loading)."""
+    """Facts, edits (groups), failed edits, degenerate edits and compute seconds (neurons + edit +
+    evaluation, summed over groups: the wall time of a single-process run, less loading)."""
     groups = results.drop_duplicates(subset=["fact_id", "method", "source_lang"])
     seconds = groups[["seconds_neurons", "seconds_edit", "seconds_eval"]].fillna(0).to_numpy().sum()
     return {
         "facts": int(results["fact_id"].nunique()),
         "edits": len(groups),
         "failed": int((groups["error"].fillna("") != "").sum()),
+        "degenerate": int(_degenerate(groups).sum()),
         "seconds": float(seconds),
     }
+
+
+def _degenerate(groups: pd.DataFrame) -> pd.Series:
+    """Edits the health check flagged (files written before the check have no ``health``)."""
+    if "health" not in groups.columns:
+        return pd.Series(False, index=groups.index)
+    return groups["health"].fillna("").astype(str).map(is_degenerate).astype(bool)
 
 
 # --------------------------------------------------------------------------- files

@@ -25,12 +25,14 @@ from ..bench.summaries import (
     main_table_wide,
     multihop_table,
     multihop_table_wide,
+    run_totals,
     write_summaries,
 )
 from ..editing.memla import ABLATIONS
 from ..editing.registry import METHODS
 from ..models import ModelSpec
-from .common import add_dataset_args, add_model_args
+from ..bounds import check_results_path
+from .common import add_dataset_args, add_model_args, load_dataset_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -117,7 +119,8 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
     common = speed_overrides(args.ig_steps, args.ig_baseline, args.threshold, independent, args.edit_steps)
     targets = None if args.target_langs.strip().lower() == "all" else tuple(_split(args.target_langs))
     return BenchConfig(
-        model=ModelSpec(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code),
+        model=ModelSpec(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                        allow_download=args.allow_download),
         dataset=args.dataset,
         methods=method_names(args.methods, args.ablations),
         source_languages=tuple(_split(args.source_langs)),
@@ -152,9 +155,11 @@ def _fact_bar():
 
 def run(args: argparse.Namespace) -> int:
     config = bench_config(args)
+    check_results_path(config.out)
+    dataset = load_dataset_arg(config.dataset, args.strict)
     bar, progress = _fact_bar()
     try:
-        outcome = run_bench(config, progress=progress)
+        outcome = run_bench(config, dataset=dataset, progress=progress)
     finally:
         bar.close()
     if not outcome.is_main:
@@ -164,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
         f"\n{outcome.computed} group(s) computed ({outcome.failed} failed), {outcome.skipped} already in "
         f"{config.out}; {outcome.process_count} process(es)."
     )
+    degenerate = run_totals(outcome.results)["degenerate"] if not outcome.results.empty else 0
+    if degenerate:
+        print(f"memla: warning: {degenerate} edit(s) are degenerate (column health): their scores are not to be trusted.",
+              file=sys.stderr)
     return 0
 
 
@@ -182,7 +191,7 @@ def print_summary(results: pd.DataFrame, config: BenchConfig) -> None:
         if not multihop.empty:
             print("\nQS on multi-hop questions (shape of paper Table 6):")
             print(format_table(multihop))
-        print("\nCoverage (facts, failed edits, seconds: neurons total, edit and evaluation per fact):")
+        print("\nCoverage (facts, failed and degenerate edits, seconds: neurons total, edit and evaluation per fact):")
         print(format_table(coverage(results)))
         comparison = compare_with_paper(results, paper)
         headline = comparison[

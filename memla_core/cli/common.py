@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..data import MKEBDataset, load_bundled, load_mkeb
@@ -16,14 +17,28 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 …")
     group.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     group.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the checkpoint")
+    group.add_argument(
+        "--allow-download", action="store_true",
+        help="fetch a hub id that is not in the Hugging Face cache (default: fail at once; or MEMLA_ALLOW_DOWNLOAD=1)",
+    )
 
 
-def add_dataset_args(parser: argparse.ArgumentParser) -> None:
+STRICT_DATA_HELP = "reject a dataset where a record lacks a language in paraphrases or multi-hop questions (default: accept, PS/QS n/a there)"
+
+
+def add_dataset_args(parser: argparse.ArgumentParser, strict_help: str = STRICT_DATA_HELP) -> None:
     parser.add_argument("--dataset", default="bundled", help="'bundled' (default) or an MKEB JSON file")
+    parser.add_argument("--strict", action="store_true", help=strict_help)
 
 
-def load_dataset_arg(value: str) -> MKEBDataset:
-    return load_bundled() if value == "bundled" else load_mkeb(Path(value))
+def load_dataset_arg(value: str, strict: bool = False) -> MKEBDataset:
+    """The dataset; what lenient loading accepted as missing is reported on stderr."""
+    if value == "bundled":
+        return load_bundled()
+    dataset = load_mkeb(Path(value), strict=strict)
+    for note in dataset.notes:
+        print(f"memla: note: {note}", file=sys.stderr)
+    return dataset
 
 
 def parse_languages(value: str, fact_or_dataset: Fact | MKEBDataset) -> list[str]:
@@ -49,7 +64,8 @@ def load_model_arg(args: argparse.Namespace) -> LoadedModel:
 
     try:
         return load_model(
-            ModelSpec(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code),
+            ModelSpec(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                      allow_download=args.allow_download),
             progress=progress,
         )
     finally:

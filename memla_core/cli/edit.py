@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,11 @@ from ..editing.registry import (
     has_field,
     set_field,
 )
-from ..evaluation import METRICS, evaluate
+from ..bounds import DEFAULT_MAX_PROMPT_TOKENS, MAX_PROMPT_TOKENS_ENV, check_prompt_lengths
+from ..evaluation import METRICS, P_NEW_FLOOR, evaluate
+from ..health import EditHealth, edit_health
 from ..neurons import find_neurons
+from ..outputs import check_output_path, write_or_keep
 from .common import add_dataset_args, add_model_args, load_dataset_arg, load_model_arg, parse_languages
 from .neurons import add_neuron_args
 from .progress import step_bar
@@ -64,7 +68,8 @@ def _methods_with(path: str) -> str:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("edit", help="edit one fact and evaluate it across languages")
     add_model_args(parser)
-    add_dataset_args(parser)
+    add_dataset_args(parser, strict_help="exit with status 3 when the edit is degenerate (health check), and reject "
+                     "datasets with a language missing from paraphrases or multi-hop questions")
     parser.add_argument("--fact", required=True, help="fact id (see `memla facts`)")
     parser.add_argument("--source-lang", default="en", help="language the edit is written in")
     parser.add_argument("--langs", default="all", help="target languages, comma-separated, or 'all'")
@@ -89,7 +94,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     # Unset neuron flags stay None, so that one given for a method without neurons is refused.
     parser.set_defaults(ig_steps=None, ig_baseline=None, threshold=None, independent_langs=None)
     parser.add_argument("--out", type=Path, help="write results: .json (everything) or .csv (the table)")
+    parser.add_argument(
+        "--max-prompt-tokens", type=int,
+        help=f"refuse facts with a longer prompt (default ${MAX_PROMPT_TOKENS_ENV} or {DEFAULT_MAX_PROMPT_TOKENS})",
+    )
+    parser.add_argument(
+        "--p-new-floor", type=float, default=P_NEW_FLOOR,
+        help=f"ES/PS count a prompt only when P(new) per answer token is at least this (default {P_NEW_FLOOR:g}); "
+        "0 = the paper's pure P(new)>P(true)",
+    )
     parser.set_defaults(run=run)
+
+
+DEGENERATE_EXIT = 3
+"""``--strict`` and the edit is degenerate (2 is a usage error, see ``cli.main``)."""
 
 
 def requested_settings(args: argparse.Namespace, spec: MethodSpec) -> list[tuple[str, Any]]:
@@ -166,7 +184,9 @@ def method_config(args: argparse.Namespace, lm):
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = load_dataset_arg(args.dataset)
+    if args.out is not None:
+        check_output_path(args.out, (".json", ".csv"))  # now, not after minutes of computation
+    dataset = load_dataset_arg(args.dataset, args.strict)
     fact = dataset.get(args.fact)
     fact.in_language(args.source_lang)
     languages = parse_languages(args.langs, fact)
@@ -174,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     method_variant(args, spec)
     requested_settings(args, spec)
     lm = load_model_arg(args)
+    check_prompt_lengths(lm.tokenizer, fact, [args.source_lang, *languages], args.max_prompt_tokens)
     config = method_config(args, lm)
     neurons = None
     if spec.uses_neurons:
@@ -184,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             )
     # The dataset's facts are the demonstration pool of in-context methods (IKE).
     editor = build_editor(spec, config, neurons=neurons, pool=dataset.facts)
-    before = evaluate(lm, fact, languages, source_language=args.source_lang)
+    before = evaluate(lm, fact, languages, source_language=args.source_lang, p_new_floor=args.p_new_floor)
     with step_bar(f"{spec.title} edit", unit="step") as progress:
         edit = editor.compute(
             lm, EditRequest(fact, args.source_lang),
@@ -192,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
                                        f"loss {r['loss']:.3f} P(new) {r['p_new']:.2f}"),
         )
     with edit.applied(lm):
-        after = evaluate(lm, fact, languages, edit=edit)
+        after = evaluate(lm, fact, languages, edit=edit, p_new_floor=args.p_new_floor)
+    health = edit_health(lm, edit, fact, languages)
     table = comparison_table(before.summary, after.summary)
     print(f"{spec.title} edit of {fact.label}, written in {args.source_lang}; "
           f"{len(edit.trace)} steps, {edit.seconds:.1f} s")
@@ -203,10 +225,16 @@ def run(args: argparse.Namespace) -> int:
         print(shown.to_string(index=False, formatters=formats))
     avg = after.transferability()
     print(f"{args.source_lang}-avg: " + "  ".join(f"{m} {avg[m]:.1f}" for m in METRICS if not math.isnan(avg[m])))
+    print(f"ES/PS: {table['es_definition'].iloc[0]}")
+    if health.degenerate:
+        print(f"memla: warning: degenerate edit, the scores above are not to be trusted: {'; '.join(health.problems)}. "
+              "Lower the learning rate or the number of steps.", file=sys.stderr)
+    else:
+        print(f"health: ok ({health.describe()})")
     if args.out:
-        write_results(args.out, table, before, after, edit, config)
+        write_or_keep(args.out, lambda path: write_results(path, table, before, after, edit, config, health))
         print(f"wrote {args.out}")
-    return 0
+    return DEGENERATE_EXIT if args.strict and health.degenerate else 0
 
 
 def comparison_table(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
@@ -228,9 +256,9 @@ def comparison_table(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def write_results(path: Path, table: pd.DataFrame, before, after, edit, config) -> None:
+def write_results(path: Path, table: pd.DataFrame, before, after, edit, config, health: EditHealth | None = None) -> None:
     if path.suffix.lower() == ".csv":
-        table.to_csv(path, index=False)
+        table.assign(health=health.label if health else "").to_csv(path, index=False)
         return
     payload = {
         "method": edit.method,
@@ -241,6 +269,10 @@ def write_results(path: Path, table: pd.DataFrame, before, after, edit, config) 
         "trace": edit.trace,
         "table": json.loads(table.to_json(orient="records")),
         "transferability_after": after.transferability(),
+        "health": None if health is None else {
+            "label": health.label, "drift_kl": health.drift_kl, "fluency_increase": health.fluency_increase,
+            "bounds": dataclasses.asdict(health.bounds),
+        },
         "details_after": json.loads(after.details.to_json(orient="records")),
     }
     path.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")

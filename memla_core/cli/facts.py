@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = load_dataset_arg(args.dataset)
+    dataset = load_dataset_arg(args.dataset, args.strict)
     if args.known:
         return _run_known(args, dataset)
     if args.stats:

@@ -16,9 +16,14 @@ from typing import IO, Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
+from ..bounds import check_dataset_size
 from .schema import EditPrompt, Fact, FactInLanguage, FactNotFoundError, MKEB_LANGUAGES
 
 _LIST_FIELDS = ("paraphrase_prompts", "neighborhood_prompts", "neighborhood_answers", "multi_hop_questions")
+PARTIAL_FIELDS = {"paraphrase_prompts": "PS", "multi_hop_questions": "QS"}
+"""Lists real multilingual data often has in some languages only (MLaKE's multi-hop questions cover
+a third of its records in all five languages): a missing language means no such prompts there, so
+its metric is n/a, unless loading is strict."""
 
 
 class DatasetError(ValueError):
@@ -107,14 +112,21 @@ class MKEBDataset:
         return datasets.Dataset.from_list(rows)
 
 
-def load_mkeb(source: str | Path | IO | Iterable[dict], name: str | None = None) -> MKEBDataset:
-    """Read and validate an MKEB file (path, file object, or already-parsed records)."""
+def load_mkeb(
+    source: str | Path | IO | Iterable[dict], name: str | None = None, strict: bool = False
+) -> MKEBDataset:
+    """Read and validate an MKEB file (path, file object, or already-parsed records).
+
+    A language missing from ``paraphrase_prompts`` or ``multi_hop_questions`` is accepted as "none
+    there" (PS/QS n/a) and counted in ``notes``; ``strict=True`` rejects it instead.
+    """
     records, label = _read_records(source)
     problems: list[str] = []
     facts: list[Fact] = []
     seen: Counter[str] = Counter()
+    missing: Counter[str] | None = None if strict else Counter()
     for index, record in enumerate(records):
-        fact = parse_record(record, index, problems)
+        fact = parse_record(record, index, problems, missing)
         if fact is not None:
             seen[fact.example_id] += 1
             if seen[fact.example_id] == 2:
@@ -124,7 +136,12 @@ def load_mkeb(source: str | Path | IO | Iterable[dict], name: str | None = None)
         problems.append("the file holds no records")
     if problems:
         raise DatasetError(problems, source=name or label)
-    return MKEBDataset(facts, name=name or label)
+    notes = [
+        f"{field} missing in {count} (record, language) pair(s): {PARTIAL_FIELDS[field]} is n/a there "
+        "(load strictly to reject such files)"
+        for field, count in sorted((missing or {}).items())
+    ]
+    return MKEBDataset(facts, name=name or label, notes=notes)
 
 
 def _read_records(source) -> tuple[list, str]:
@@ -132,11 +149,13 @@ def _read_records(source) -> tuple[list, str]:
         path = Path(source)
         if not path.exists():
             raise DatasetError([f"file not found: {path}"], source=str(path))
-        text, label = path.read_text(encoding="utf-8"), path.name
+        check_dataset_size(path.stat().st_size, str(path))
+        text, label = _decode(path.read_bytes(), str(path)), path.name
     elif hasattr(source, "read"):
-        raw = source.read()
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         label = getattr(source, "name", "uploaded file")
+        raw = source.read()
+        check_dataset_size(len(raw), label)
+        text = _decode(raw, label) if isinstance(raw, bytes) else raw
     else:
         return list(source), "records"
     try:
@@ -150,8 +169,20 @@ def _read_records(source) -> tuple[list, str]:
     return data, label
 
 
-def parse_record(record: Any, index: int, problems: list[str]) -> Fact | None:
-    """One raw record -> Fact, appending every problem found (``record <id>/<field>: ...``)."""
+def _decode(raw: bytes, label: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(
+            [f"not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r}); save the file as UTF-8"], source=label
+        ) from None
+
+
+def parse_record(
+    record: Any, index: int, problems: list[str], missing: Counter[str] | None = None
+) -> Fact | None:
+    """One raw record -> Fact, appending every problem found (``record <id>/<field>: ...``).
+    ``missing`` counts languages absent from ``PARTIAL_FIELDS`` (``None``: reject them)."""
     if not isinstance(record, dict):
         problems.append(f"record #{index}: expected an object, got {type(record).__name__}")
         return None
@@ -169,7 +200,7 @@ def parse_record(record: Any, index: int, problems: list[str]) -> Fact | None:
         edit = _parse_edit(raw, f"{where}/edit.{code}", problems)
         lists = {}
         for name in _LIST_FIELDS:
-            lists[name] = _string_list(record, name, code, where, problems)
+            lists[name] = _string_list(record, name, code, where, problems, missing)
         if len(lists["neighborhood_prompts"]) != len(lists["neighborhood_answers"]):
             problems.append(
                 f"{where}/neighborhood_answers.{code}: {len(lists['neighborhood_answers'])} answers "
@@ -230,7 +261,9 @@ def _parse_edit(raw: Any, where: str, problems: list[str]) -> EditPrompt | None:
     return EditPrompt(values["subject"], values["prompt"], values["target_new"], true)
 
 
-def _string_list(record: dict, name: str, code: str, where: str, problems: list[str]) -> list[str]:
+def _string_list(
+    record: dict, name: str, code: str, where: str, problems: list[str], missing: Counter[str] | None = None
+) -> list[str]:
     block = record.get(name)
     if block is None:
         return []
@@ -238,7 +271,10 @@ def _string_list(record: dict, name: str, code: str, where: str, problems: list[
         problems.append(f"{where}/{name}: expected an object keyed by language")
         return []
     if code not in block:
-        problems.append(f"{where}/{name}.{code}: missing language '{code}' (the edit has it)")
+        if missing is not None and name in PARTIAL_FIELDS:
+            missing[name] += 1
+            return []
+        problems.append(f"{where}/{name}.{code}: missing language '{code}' (the edit has it); give [] when there are none")
         return []
     values = block[code]
     if isinstance(values, str):
