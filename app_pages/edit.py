@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_support import state
 from app_support.edit_panel import default_targets, free_text, revert, run_edits, show_outcomes
-from app_support.forms import method_settings
+from app_support.forms import method_settings, preset_choice
 from app_support.sidebar import method_title
 from app_support.widgets import bound, errors_shown, language_select, require_fact, require_model, show_notice
 from memla_core.editing import METHODS
@@ -33,6 +33,7 @@ with st.expander("Settings", icon=":material/tune:"):
     for tab, method in zip(st.tabs([method_title(m) for m in methods]) if methods else [], methods):
         with tab, errors_shown(f"{method_title(method)} settings"):
             st.caption(METHODS[method].description)
+            preset_choice(method, lm)
             configs[method] = method_settings(method, fact)
 
 outcomes = state.edits()

@@ -11,7 +11,8 @@ import streamlit as st
 
 from memla_core.data.schema import Fact
 from memla_core.editing import ConfigField, config_fields, method_spec
-from memla_core.editing.registry import set_fields
+from memla_core.editing import presets
+from memla_core.editing.registry import coerce, set_fields
 from memla_core.neurons import NeuronConfig
 from memla_core.views import language_label
 
@@ -36,6 +37,53 @@ def neuron_settings(fact: Fact) -> NeuronConfig:
           state.IG_LANGUAGES, options=codes, format_func=language_label,
           help="The authors' code uses English, Chinese and French.")
     return state.neuron_config(fact)
+
+
+PRESET_LABELS = {"tuned": "tuned for this model", "paper": "paper defaults"}
+NEURON_KEYS = {"steps": state.IG_STEPS, "baseline": state.IG_BASELINE, "threshold": state.IG_THRESHOLD,
+               "independent_languages": state.IG_LANGUAGES}
+"""A method's ``neurons.*`` fields -> the session's shared integrated-gradients settings."""
+
+
+def preset_choice(method: str, lm) -> None:
+    """"Start from: tuned for this model / paper defaults" where a sweep chose values for this
+    method and the loaded model's type; choosing one sets the form's fields to it. The first time
+    the form is shown for a model type, it starts from the tuned values, as ``memla edit`` does."""
+    spec, kind = method_spec(method), presets.model_type(lm)
+    if not presets.has_tuned(method, lm):
+        st.caption(f"Starts from the paper's defaults: no {spec.title} settings have been tuned for {kind or 'this'} "
+                   "models yet (a sweep on the dev split chooses them per model family, see docs/tuning.md). The "
+                   "paper's were chosen for mGPT 1.3B and may not suit this model.")
+        return
+    name = state.method_preset(method, kind)
+    if name not in st.session_state:
+        apply_preset(method, lm, "tuned")
+    preset = bound(st.radio, "Start from", name, default="tuned", options=list(presets.PRESETS),
+                   format_func=PRESET_LABELS.get, horizontal=True, on_change=_preset_changed, args=(method, lm, name),
+                   help="Sets the fields below; change any of them afterwards.")
+    st.caption(presets.describe_preset(method, lm, preset))
+
+
+def _preset_changed(method: str, lm, name: str) -> None:
+    apply_preset(method, lm, st.session_state[state.widget_key(name)])
+
+
+def apply_preset(method: str, lm, preset: str) -> None:
+    """Set every field of ``method``'s form (for neuron fields: the shared IG settings) to
+    ``preset``'s value, which is the form's own default where the preset leaves a field alone."""
+    spec = method_spec(method)
+    values = presets.preset_values(method, lm, preset)
+    for f in config_fields(spec.config_cls):
+        if f.kind is object:
+            continue
+        head, _, rest = f.path.partition(".")
+        shared = spec.uses_neurons and head == "neurons"
+        if shared and rest not in NEURON_KEYS:
+            continue
+        value = coerce(values[f.path], f) if f.path in values else f.default
+        if f.kind is tuple:  # the languages multiselect takes a list, other lists are typed as text
+            value = list(value or ()) if shared else ",".join(map(str, value or ()))
+        state.reset_setting(NEURON_KEYS[rest] if shared else state.method_setting(method, f.path), value)
 
 
 def method_settings(method: str, fact: Fact) -> Any:

@@ -46,6 +46,11 @@ def method_setting(method: str, field: str) -> str:
     return f"{method}:{field}"
 
 
+def method_preset(method: str, model_type: str) -> str:
+    """Key of the preset a method's form started from ("tuned" or "paper") for one model type."""
+    return f"preset:{method}:{model_type}"
+
+
 def widget_key(name: str) -> str:
     """Key of the widget bound to the setting ``name`` (see ``widgets.bound``)."""
     return f"widget:{name}"

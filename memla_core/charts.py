@@ -214,3 +214,43 @@ def grouped_bars(grid: pd.DataFrame, title: str, y_title: str = "%") -> go.Figur
     fig.update_layout(barmode="group", legend=dict(orientation="h", yanchor="top", y=-0.12))
     fig.update_yaxes(title=y_title)
     return _layout(fig, title, height=420)
+
+
+def sweep_scatter(
+    summary: pd.DataFrame,
+    front: pd.Series,
+    chosen: Sequence[str] = (),
+    x: str = "avg_ES_known",
+    y: str = "avg_NS",
+    x_title: str = "cross-lingual ES on known pairs (%)",
+    y_title: str = "cross-lingual NS (%)",
+    hover: dict[str, str] | None = None,
+    title: str = "Sweep: ES vs NS",
+) -> go.Figure:
+    """One point per configuration of a sweep summary (``config`` and ``method`` columns),
+    coloured by method; the Pareto ``front`` (a bool Series aligned with ``summary``) drawn as a
+    line through its points in order of ``x``; the ``chosen`` configurations marked with a star.
+
+    ``hover`` maps further columns to their labels, shown with the configuration's full name.
+    """
+    hover = {c: label for c, label in (hover or {}).items() if c in summary}
+    extra = "".join(f"<br>{label}: %{{customdata[{i}]:.1f}}" for i, label in enumerate(hover.values()))
+    template = f"%{{text}}<br>{x_title}: %{{x:.1f}}<br>{y_title}: %{{y:.1f}}{extra}<extra></extra>"
+
+    def points(rows: pd.DataFrame, **style) -> go.Scatter:
+        data = rows[list(hover)].apply(pd.to_numeric, errors="coerce").to_numpy() if hover else None
+        return go.Scatter(x=rows[x], y=rows[y], text=rows["config"], customdata=data, hovertemplate=template, **style)
+
+    fig = go.Figure()
+    for method, rows in summary.groupby("method", sort=False):
+        fig.add_trace(points(rows, mode="markers", name=str(method), marker=dict(size=10, opacity=0.8)))
+    on_front = summary[front.reindex(summary.index, fill_value=False).astype(bool)].sort_values(x)
+    if not on_front.empty:
+        fig.add_trace(points(on_front, mode="lines", name="Pareto front", line=dict(color="#444", dash="dash")))
+    picked = summary[summary["config"].isin(list(chosen))]
+    if not picked.empty:
+        fig.add_trace(points(picked, mode="markers", name="chosen by the rule",
+                             marker=dict(symbol="star", size=18, color="gold", line=dict(color="black", width=1))))
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
+    return _layout(fig, title, height=480)
