@@ -8,10 +8,12 @@ import streamlit as st
 
 from app_support.sidebar import draw_sidebar
 from app_support.state import init_state
+from app_support.url_state import autoload_model, restore_from_url, write_to_url
 from app_support.widgets import PAGES
 
 st.set_page_config(page_title="memla — multilingual knowledge editing", page_icon=":material/translate:", layout="wide")
 init_state()
+restore_from_url()  # a reload or a shared link brings back the fact and source language
 
 # The pages live in app_pages/, not pages/: a folder named pages/ next to app.py switches Streamlit
 # into its legacy multipage mode, where a fresh server's first deep link (say /run-benchmark)
@@ -25,5 +27,9 @@ page = st.navigation(
         st.Page(PAGES["benchmark"], title="5 · Benchmark", icon=":material/table_chart:", url_path="run-benchmark"),
     ]
 )
+autoload_model()
 draw_sidebar()
-page.run()
+try:
+    page.run()
+finally:
+    write_to_url()  # also after st.stop() on pages that wait for a model or a fact

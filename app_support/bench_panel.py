@@ -4,6 +4,7 @@ the page stays usable (and other pages too) while it computes."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
@@ -12,7 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from memla_core.bench import BenchConfig, BenchJob, JobStatus, results_dir, results_files, speed_overrides
-from memla_core.bench.config import canonical_method
+from memla_core.bench.config import canonical_method, resolve_method
+from memla_core.bench.mismatch import file_overrides, file_seed, setting_differences
 from memla_core.bench.store import CUT_OFF_LINE, parse_results, read_all
 from memla_core.bounds import check_results_name
 from memla_core.bench.summaries import (
@@ -92,6 +94,9 @@ def run_panel() -> None:
         return
     if job is not None:
         _show_finished(job)
+    if st.session_state.get(PENDING_MISMATCH):
+        _resolve_mismatch(get_model(spec), state.dataset())
+        return
     _run_form(get_model(spec), spec)
 
 
@@ -153,8 +158,51 @@ def _run_form(lm, spec) -> None:
     except ValueError as err:
         st.error(error_message(err, "Starting the benchmark"))
         return
-    _start(config, lm, data)
+    differences = _differences(config, lm)
+    if differences:  # asked on the next runs, outside the form: resume with the file's settings, or a new file
+        st.session_state[PENDING_MISMATCH] = (config, differences)
+    else:
+        _start(config, lm, data)
     st.rerun()
+
+
+PENDING_MISMATCH = "bench_pending_mismatch"
+
+
+def _differences(config: BenchConfig, lm) -> list[str]:
+    if config.overwrite or not config.out.exists():
+        return []
+    methods = [resolve_method(name, lm, config) for name in config.methods]
+    return setting_differences(read_all(config.out), methods, lm.key, config.seed)
+
+
+def _resolve_mismatch(lm, data) -> None:
+    """The results file holds rows computed with other settings: say which, and offer the two ways on."""
+    config, differences = st.session_state[PENDING_MISMATCH]
+    st.warning(f"**{config.out.name} was computed with other settings**, so this run cannot add to it as it is:\n\n"
+               + "\n".join(f"- {line}" for line in differences), icon=":material/warning:")
+    existing = read_all(config.out)
+    same_model = not any(line.startswith("model:") for line in differences)
+    left, right, cancel = st.columns(3)
+    if left.button("Resume with the file's settings", disabled=not same_model, type="primary",
+                   help=None if same_model else "The file was computed with another model: load that model first."):
+        methods = [resolve_method(name, lm, config) for name in config.methods]
+        overrides = {**{k: dict(v) for k, v in config.method_overrides.items()}}
+        for name, fields in file_overrides(existing, methods).items():
+            overrides[name] = {**overrides.get(name, {}), **fields}
+        st.session_state.pop(PENDING_MISMATCH)
+        _start(dataclasses.replace(config, method_overrides=overrides, seed=file_seed(existing, config.seed)), lm, data)
+        st.rerun()
+    if right.button("Start a new file with these settings"):
+        stem, number = config.out.stem, 2
+        while (config.out.parent / f"{stem}-{number}.csv").exists():
+            number += 1
+        st.session_state.pop(PENDING_MISMATCH)
+        _start(dataclasses.replace(config, out=config.out.parent / f"{stem}-{number}.csv"), lm, data)
+        st.rerun()
+    if cancel.button("Change the settings"):
+        st.session_state.pop(PENDING_MISMATCH)
+        st.rerun()
 
 
 def _status_line(status: JobStatus) -> str:

@@ -153,3 +153,33 @@ def test_deep_link_to_a_page_on_a_fresh_server(app_url):
             page.screenshot(path=str(ARTIFACTS / "browser-benchmark.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_reload_keeps_model_fact_and_source(app_url):
+    """The default model loads by itself; a reload (or the same link in a new tab) restores the fact
+    and source language from the URL, and marks what the unedited model knows."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        try:
+            page.goto(f"{app_url}/choose-fact")
+            _wait_idle(page)
+            expect(page.get_by_text(re.compile("gemma3-270m.? on "))).to_be_visible(timeout=LONG)  # sidebar: loaded
+            box = page.get_by_role("combobox", name=re.compile("Fact to work on"))
+            box.click()
+            box.fill("France")
+            page.get_by_role("option", name=re.compile(FACT)).click()
+            _wait_idle(page)
+            assert f"fact={FACT}" in page.url and "source=en" in page.url
+
+            page.reload()
+            _wait_idle(page)
+            expect(page.get_by_role("heading", name=re.compile(f"{FACT}: France"))).to_be_visible(timeout=LONG)
+            expect(page.get_by_text(re.compile("knows this fact in \\d+ of 12 shown languages"))).to_be_visible()
+            expect(page.get_by_text(re.compile("gemma3-270m.? on "))).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "browser-reload-facts.png"), full_page=True)
+        finally:
+            browser.close()

@@ -118,3 +118,68 @@ def test_edit_results_explain_themselves(loaded_app, tiny_checkpoints):
     details = next(df.value for df in at.dataframe if "prompt kind" in getattr(df.value, "columns", []))
     assert {"target language", "expected answer", "P(new) before", "model's answer after"} <= set(details.columns)
     assert not details.astype(str).isin(["None", "nan"]).any().any()
+
+
+def test_a_link_with_fact_and_source_restores_them_and_the_model_loads_by_itself(tiny_checkpoints, monkeypatch):
+    monkeypatch.setenv("MEMLA_APP_MODEL", str(tiny_checkpoints["gemma3_text"]))
+    monkeypatch.setenv("MEMLA_APP_AUTOLOAD", "1")  # as for the embedded default model
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["fact"] = FACT
+    at.query_params["source"] = "fr"
+    at.run()
+    _no_errors(at)
+    assert at.session_state["model_spec"] is not None  # no "Load model" click
+    assert at.session_state["fact_id"] == FACT and at.session_state["source_language"] == "fr"
+    at.switch_page("app_pages/edit.py").run()
+    _no_errors(at)
+    assert next(s for s in at.selectbox if s.label.startswith("Edit made in")).value == "fr"
+
+    # Picking another fact writes it into the URL, so a reload or a shared link finds it.
+    at.switch_page("app_pages/facts.py").run()
+    next(s for s in at.selectbox if s.label.startswith("Fact to work on")).select("geo-capital-japan").run()
+    _no_errors(at)
+    assert at.query_params["fact"] == ["geo-capital-japan"] or at.query_params["fact"] == "geo-capital-japan"
+
+
+def test_without_autoload_the_model_waits_for_setup(app):
+    assert app.session_state["model_spec"] is None
+
+
+def test_settings_mismatch_names_the_settings_and_resumes_with_the_files(loaded_app, tiny_models):
+    import json as _json
+
+    from memla_core.bench import BenchConfig, resolve_method, results_dir, speed_overrides
+    from memla_core.bench.store import rows_frame, write_results
+
+    at = loaded_app
+    lm = tiny_models["gemma3_text"]
+    form = BenchConfig(methods=("ike",), common_overrides=speed_overrides(ig_steps=2, edit_steps=3))
+    settings = _json.loads(resolve_method("ike", lm, form).settings)
+    settings["demonstrations"] = 1  # the file was computed with one demonstration, the form says 2
+    rows = [{"fact_id": "geo-capital-france", "method": "ike", "source_lang": "en", "target_lang": t, "model": lm.key,
+             "seed": 0, "settings": _json.dumps(settings, sort_keys=True), "error": "", "ES": 100.0, "PS": 100.0,
+             "NS": 50.0} for t in ("en", "zh")]
+    write_results(results_dir() / "mismatch.csv", rows_frame(rows))
+
+    at.switch_page("app_pages/benchmark.py").run()
+    ms = lambda label: next(w for w in at.multiselect if w.label == label)
+    ms("Methods").set_value(["ike"])
+    ms("Evaluated in (target languages)").set_value(["en", "zh"])
+    next(n for n in at.number_input if n.label == "Number of facts (the first N)").set_value(2)
+    next(n for n in at.number_input if n.label == "IG steps (knowledge neurons)").set_value(2)
+    next(n for n in at.number_input if n.label == "Edit steps").set_value(3)
+    next(t for t in at.text_input if t.label == "Results file").input("mismatch")
+    next(b for b in at.button if b.label == "Start the benchmark").click().run()
+    _no_errors(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "mismatch.csv was computed with other settings" in warning
+    assert "ike demonstrations: 1 in the file, 2 now" in warning
+    assert at.session_state["bench_job"] is None  # nothing started behind the user's back
+
+    next(b for b in at.button if b.label == "Resume with the file's settings").click().run()
+    _no_errors(at)
+    job = at.session_state["bench_job"]
+    assert job is not None and job.config.out.name == "mismatch.csv"
+    assert _json.loads(resolve_method("ike", lm, job.config).settings) == settings
+    job.cancel()
+    job.wait(120)
