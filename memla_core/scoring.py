@@ -144,30 +144,41 @@ def answer_logits(lm: LoadedModel, items: Sequence[Completion], batch_size: int 
 def greedy_generate(
     lm: LoadedModel, prompts: Sequence[Sequence[int]], max_new_tokens: Sequence[int], batch_size: int = 32
 ) -> list[list[int]]:
-    """Greedy continuation of each prompt (token ids), ``max_new_tokens[i]`` tokens for row i."""
-    out: list[list[int]] = []
+    """Greedy continuation of each prompt (token ids), ``max_new_tokens[i]`` tokens for row i.
+
+    Rows are batched by how many tokens they need (then by prompt length), so that no batch runs
+    decoding steps only some of its rows use: on a 262k vocabulary every step of every row costs
+    a full LM-head product. Results come back in the input order.
+    """
+    order = sorted(range(len(prompts)), key=lambda i: (max_new_tokens[i], len(prompts[i])))
+    results: dict[int, list[int]] = {}
+    start = 0
+    while start < len(order):
+        need = max_new_tokens[order[start]]
+        stop = start
+        while stop < len(order) and stop - start < batch_size and max_new_tokens[order[stop]] == need:
+            stop += 1
+        batch = order[start:stop]
+        generated = _greedy_batch(lm, [prompts[i] for i in batch], [max_new_tokens[i] for i in batch])
+        results.update(zip(batch, generated))
+        start = stop
+    return [results[i] for i in range(len(prompts))]
+
+
+def _greedy_batch(lm: LoadedModel, chunk: Sequence[Sequence[int]], lengths: Sequence[int]) -> list[list[int]]:
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        lengths = max_new_tokens[start : start + batch_size]
-        # Exactly max(lengths) tokens: NS/QS compare as many tokens as the answer has.
-        config = GenerationConfig(
-            do_sample=False, pad_token_id=pad, max_new_tokens=max(lengths), min_new_tokens=max(lengths)
-        )
-        width = max(len(p) for p in chunk)
-        device = lm.device
-        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long, device=device)
-        mask = torch.zeros_like(input_ids)
-        for r, ids in enumerate(chunk):
-            input_ids[r, width - len(ids) :] = torch.tensor(list(ids), device=device)  # left padding
-            mask[r, width - len(ids) :] = 1
-        with torch.no_grad():
-            generated = lm.model.generate(
-                input_ids=input_ids,
-                attention_mask=mask,
-                generation_config=config,
-            )
-        for r, n in enumerate(lengths):
-            out.append(generated[r, width : width + n].tolist())
-    return out
+    # Exactly max(lengths) tokens: NS/QS compare as many tokens as the answer has.
+    config = GenerationConfig(
+        do_sample=False, pad_token_id=pad, max_new_tokens=max(lengths), min_new_tokens=max(lengths)
+    )
+    width = max(len(p) for p in chunk)
+    device = lm.device
+    input_ids = torch.full((len(chunk), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(input_ids)
+    for r, ids in enumerate(chunk):
+        input_ids[r, width - len(ids) :] = torch.tensor(list(ids), device=device)  # left padding
+        mask[r, width - len(ids) :] = 1
+    with torch.no_grad():
+        generated = lm.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
+    return [generated[r, width : width + n].tolist() for r, n in enumerate(lengths)]

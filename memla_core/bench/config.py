@@ -36,6 +36,10 @@ class BenchConfig:
         default=None, metadata={"help": "evaluation languages; None = every language of each fact"}
     )
     fact_ids: tuple[str, ...] = field(default=(), metadata={"help": "only these facts, in this order"})
+    split: str = field(default="all", metadata={"help": "dev, test or all facts (data/splits.py, docs/tuning.md)"})
+    per_relation: int | None = field(
+        default=None, metadata={"help": "only the first k facts of each relation of the split (its hash order)"}
+    )
     limit: int | None = field(default=None, metadata={"help": "at most this many facts (after fact_ids)"})
     seed: int = field(default=0, metadata={"help": "seeds torch before every edit and configs with a seed"})
     common_overrides: Mapping[str, Any] = field(
@@ -52,6 +56,11 @@ class BenchConfig:
     out: Path = field(default=Path("results.csv"), metadata={"help": "results CSV, appended to as it goes"})
     parquet: bool = field(default=False, metadata={"help": "also write the merged results as .parquet"})
     overwrite: bool = field(default=False, metadata={"help": "discard earlier rows instead of resuming"})
+    preset: str = field(
+        default="paper",
+        metadata={"help": "defaults every method starts from: 'paper' or 'tuned' (editing/presets.py); sweeps use "
+                  "'paper', so that a configuration's name says everything it changes"},
+    )
     known_only: bool = field(
         default=False,
         metadata={"help": "skip (fact, source) pairs whose source-language fact the unedited model does not know "
@@ -92,15 +101,22 @@ class BenchConfig:
 
 
 def base_method(name: str) -> str:
-    """``memla:w/o LSM`` -> ``memla``."""
-    return name.split(":", 1)[0].strip().lower()
+    """``memla:w/o LSM`` -> ``memla``; ``memla[lr=0.01]`` -> ``memla``."""
+    return name.split("[", 1)[0].split(":", 1)[0].strip().lower()
 
 
 def canonical_method(name: str) -> str:
     """Normalise a method name: ``MEMLA:wo-lsm`` -> ``memla:w/o LSM``; ``memla:MEMLA`` -> ``memla``.
 
-    Shell-friendly spellings of the variants are accepted because ``w/o LSM`` needs quoting.
+    Shell-friendly spellings of the variants are accepted because ``w/o LSM`` needs quoting. A
+    sweep's configuration is the method name with its overrides in brackets,
+    ``memla[lr=0.003,neurons.threshold=0.1]`` (``bench.sweep``); they are applied last.
     """
+    from .sweep import config_label, parse_label  # sweep builds on this module
+
+    name, overrides = parse_label(name)
+    if overrides:
+        return config_label(canonical_method(name), overrides)
     base, sep, variant = name.strip().partition(":")
     base = base.strip().lower()
     spec = method_spec(base)  # unknown base -> error listing the available ones
@@ -152,29 +168,38 @@ class MethodRun:
         return build_editor(self.spec, self.config, neurons=neurons, pool=pool)
 
 
-def default_method_config(spec: MethodSpec, lm: LoadedModel):
-    """The method's defaults for this model (baselines need model-specific layers)."""
-    return registry.default_config(spec, lm)
+def default_method_config(spec: MethodSpec, lm: LoadedModel, preset: str = "paper"):
+    """The method's defaults for this model (baselines need model-specific layers) in ``preset``."""
+    return registry.default_config(spec, lm, preset=preset)
 
 
 def resolve_method(name: str, lm: LoadedModel, config: BenchConfig) -> MethodRun:
-    """Registry entry + default config + ablation switches + seed + overrides, in that order."""
+    """Registry entry + default config + ablation switches + seed + overrides + the label's own
+    overrides (a sweep configuration), in that order."""
+    from .sweep import parse_label
+
     name = canonical_method(name)
-    base, _, variant = name.partition(":")
+    method_name, label_overrides = parse_label(name)
+    base, _, variant = method_name.partition(":")
     spec = method_spec(base)
-    method_config = default_method_config(spec, lm)
+    method_config = default_method_config(spec, lm, config.preset)
     if variant:
         method_config = spec.with_variant(method_config, variant)
     for path, value in lenient_overrides(config).items():
         path = spec.resolve_path(path)
         if has_field(method_config, path):
             method_config = set_field(method_config, path, value)
-    for key in (base, name):
+    for key in dict.fromkeys((base, method_name, name)):
         for path, value in dict(config.method_overrides.get(key, {})).items():
             target = spec.resolve_path(path)
             if target is None:
                 raise BenchConfigError(f"{spec.title} has no optimisation steps; '{path}' cannot be set for {name}.")
             method_config = set_field(method_config, target, value, owner=name)
+    for path, value in label_overrides.items():
+        target = spec.resolve_path(path)
+        if target is None:
+            raise BenchConfigError(f"{spec.title} has no optimisation steps; '{path}' cannot be set for {name}.")
+        method_config = set_field(method_config, target, value, owner=name)
     return MethodRun(name, spec, method_config)
 
 

@@ -21,6 +21,7 @@ from transformers import set_seed
 
 from ..data import MKEBDataset, load_bundled, load_mkeb
 from ..data.schema import Fact
+from ..data.splits import select_split
 from ..editing.base import EditDivergedError, EditError, EditRequest
 from ..bounds import check_prompt_lengths, check_results_path
 from ..evaluation import evaluate
@@ -64,11 +65,18 @@ def load_dataset(name: str) -> MKEBDataset:
 
 
 def select_facts(dataset: MKEBDataset, config: BenchConfig) -> list[Fact]:
-    """``fact_ids`` in their order (else the dataset's order), then the first ``limit``."""
+    """``fact_ids`` in their order (else the dataset's order), then the split (and its
+    ``per_relation`` sample, computed over the whole dataset), then the first ``limit``."""
     try:
         facts = [dataset.get(fid) for fid in config.fact_ids] if config.fact_ids else list(dataset)
     except KeyError as err:
         raise BenchConfigError(f"{err.args[0]} Check --fact-ids (`memla facts` lists them).") from None
+    if config.split not in (None, "", "all") or config.per_relation:
+        try:
+            chosen = {f.example_id for f in select_split(list(dataset), config.split, config.per_relation)}
+        except ValueError as err:
+            raise BenchConfigError(f"{err} (--split / --per-relation)") from None
+        facts = [f for f in facts if f.example_id in chosen]
     return facts[: config.limit] if config.limit else facts
 
 
@@ -161,6 +169,37 @@ def _failure_rows(base: dict, targets: Sequence[str], err: Exception) -> list[di
     return [{**base, "target_lang": t, "edit_steps": steps, "error": f"{type(err).__name__}: {err}"} for t in targets]
 
 
+BeforeFn = Callable[[], Mapping[str, Mapping[str, object]]]
+"""Returns the unedited model's scores of the group's fact, per target language."""
+
+
+def unedited_scores(lm: LoadedModel, fact: Fact, targets: Sequence[str]) -> dict[str, dict[str, object]]:
+    """The unedited model's ES/PS/NS/QS, P(new), P(true) and answer per target language, as the
+    ``*_before`` columns: what an edit changed is after − before on the same prompts."""
+    report = evaluate(lm, fact, list(targets))
+    before = {}
+    for row in report.summary.to_dict("records"):
+        before[row["target_lang"]] = {
+            **{f"{m}_before": row[m] for m in store.METRIC_COLUMNS},
+            "p_new_before": row["p_new"], "p_true_before": row["p_true"], "answer_before": row["answer"],
+        }
+    return before
+
+
+def lazy_before(lm: LoadedModel, fact: Fact, targets: Sequence[str]) -> BeforeFn:
+    """Scores of the unedited model computed once per fact, on the first group that needs them,
+    and shared by every method and configuration of that fact (a sweep pays for them once)."""
+    memo: dict[str, dict[str, dict[str, object]]] = {}
+
+    def get() -> Mapping[str, Mapping[str, object]]:
+        if "scores" not in memo:
+            with lm.lock:
+                memo["scores"] = unedited_scores(lm, fact, targets)
+        return memo["scores"]
+
+    return get
+
+
 def run_group(
     lm: LoadedModel,
     fact: Fact,
@@ -171,6 +210,7 @@ def run_group(
     neuron_sets: dict[NeuronConfig, NeuronSets],
     pool: Sequence[Fact] | None = None,
     cancel: CancelToken | None = None,
+    before: BeforeFn | None = None,
 ) -> list[dict]:
     """Edit, evaluate in every target, revert: the rows of one (fact, method, source) group.
 
@@ -218,11 +258,13 @@ def run_group(
     except ValueError as err:  # data a method cannot handle (e.g. an answer with no tokens)
         log.warning("%s on %s (%s) failed", method.name, fact.example_id, source, exc_info=True)
         return _failure_rows(base, targets, err)
+    unedited = before() if before is not None else {}
     rows = []
     for summary in report.summary.to_dict("records"):
         rows.append(
             {
                 **base,
+                **unedited.get(summary["target_lang"], {}),
                 "target_lang": summary["target_lang"],
                 **{m: summary[m] for m in store.METRIC_COLUMNS},
                 "es_definition": summary["es_definition"],
@@ -323,6 +365,7 @@ def _run_locked(
         if progress and ctx.is_main:
             progress(number, len(shard), fact.label)
         targets = target_languages(fact, config)
+        before = lazy_before(lm, fact, targets)  # shared by every source, method and config of the fact
         for source in config.source_languages:
             if (fact.example_id, methods[0].name, source) not in expected:
                 log.info("Fact %s: no '%s' version, no target language, or (known_only) not known there; skipped.",
@@ -334,7 +377,7 @@ def _run_locked(
                 if key in done:
                     skipped += 1
                     continue
-                rows = run_group(lm, fact, source, method, targets, config, neuron_sets, dataset.facts, cancel)
+                rows = run_group(lm, fact, source, method, targets, config, neuron_sets, dataset.facts, cancel, before)
                 store.append_rows(writer, rows)
                 own_rows += rows
                 computed += 1

@@ -23,6 +23,10 @@ Key = tuple[str, str, str]  # (fact_id, method, source_lang): the unit that is e
 
 KEY_COLUMNS: tuple[str, ...] = ("fact_id", "method", "source_lang")
 METRIC_COLUMNS: tuple[str, ...] = ("ES", "PS", "NS", "QS")
+BEFORE_COLUMNS: tuple[str, ...] = (
+    *(f"{m}_before" for m in METRIC_COLUMNS), "p_new_before", "p_true_before", "answer_before",
+)
+"""The unedited model's scores on the same prompts (docs/benchmarks.md, "Known pairs")."""
 TIMING_COLUMNS: tuple[str, ...] = ("seconds_neurons", "seconds_edit", "seconds_eval")
 RESULT_COLUMNS: tuple[str, ...] = (
     *KEY_COLUMNS,
@@ -32,6 +36,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "p_new",
     "p_true",
     "answer",
+    *BEFORE_COLUMNS,
     "edit_steps",
     *TIMING_COLUMNS,
     "error",
@@ -41,7 +46,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "settings",
 )
 STRING_COLUMNS: tuple[str, ...] = (
-    *KEY_COLUMNS, "target_lang", "es_definition", "answer", "error", "health", "model", "settings",
+    *KEY_COLUMNS, "target_lang", "es_definition", "answer", "answer_before", "error", "health", "model", "settings",
 )
 
 

@@ -33,12 +33,17 @@ COMPARISON_KEYS = ["table", "metric", "method", "source_lang", "target_lang"]
 
 def method_label(method: str) -> str:
     """Run name -> the paper's label: ``memla`` -> ``MEMLA``, ``memla:w/o LSM`` -> ``MEMLA w/o LSM``."""
-    base, _, variant = method.partition(":")
-    return f"{base.upper()} {variant}" if variant else base.upper()
+    head, bracket, overrides = method.partition("[")
+    base, _, variant = head.partition(":")
+    label = f"{base.upper()} {variant}" if variant else base.upper()
+    return f"{label} [{overrides}" if bracket else label
 
 
 def ablation_variant(method: str) -> str | None:
-    """Table 5 row of a run name (``memla`` -> ``MEMLA``), None for other methods."""
+    """Table 5 row of a run name (``memla`` -> ``MEMLA``), None for other methods and for sweep
+    configurations (``memla[lr=0.01]``)."""
+    if "[" in method:
+        return None
     base, _, variant = method.partition(":")
     return (variant or ABLATIONS[0]) if base == "memla" else None
 

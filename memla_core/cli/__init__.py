@@ -7,9 +7,9 @@ import logging
 import sys
 from typing import Sequence
 
-from . import ability, bench, edit, facts, importing, neurons, train_mend
+from . import ability, bench, edit, facts, importing, neurons, sweep, train_mend
 
-COMMANDS = (facts, neurons, edit, importing, bench, ability, train_mend)
+COMMANDS = (facts, neurons, edit, importing, bench, sweep, ability, train_mend)
 
 
 class CLIError(Exception):

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..bench import BenchConfig, ablation_methods, load_paper_tables, run_bench
 from ..bench.config import canonical_method, speed_overrides
+from ..bench.known import change_table
 from ..bench.summaries import (
     ablation_table,
     ablation_table_wide,
@@ -41,10 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Edit every selected fact with every method in every source language, evaluate in "
         "every target language, and print the paper-shaped summary. Resumes from --out.",
     )
+    add_bench_args(parser)
+    parser.set_defaults(run=run)
+
+
+def add_bench_args(parser: argparse.ArgumentParser, methods_default: str = "memla") -> None:
+    """The options ``memla bench`` and ``memla sweep`` share."""
     add_model_args(parser)
     add_dataset_args(parser)
     parser.add_argument(
-        "--methods", default="memla",
+        "--methods", default=methods_default,
         help=f"comma-separated: {', '.join(METHODS)}; MEMLA variants as memla:wo-lsm, memla:wo-lse, "
         "memla:wo-lim, memla:wo-lie (paper Table 5)",
     )
@@ -54,6 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--source-langs", default="en", help="edit languages, comma-separated (default en)")
     parser.add_argument("--target-langs", default="all", help="evaluation languages, or 'all' of each fact")
+    parser.add_argument("--preset", choices=["paper", "tuned"], default="paper",
+                        help="defaults every method starts from (default paper; 'tuned': editing/presets.py)")
+    parser.add_argument("--split", choices=["dev", "test", "all"], default="all",
+                        help="facts of the dev or test split (docs/tuning.md; default all)")
+    parser.add_argument("--per-relation", type=int, help="only the first k facts of each relation of the split")
     parser.add_argument("--limit", type=int, help="at most this many facts")
     parser.add_argument("--fact-ids", default="", help="only these facts (comma-separated ids, see `memla facts`)")
     parser.add_argument("--seed", type=int, default=0, help="seed for every edit (default 0)")
@@ -83,7 +95,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--barrier-timeout", type=float, default=24 * 3600.0,
         help="seconds processes wait for the slowest shard under accelerate launch (default 1 day)",
     )
-    parser.set_defaults(run=run)
 
 
 def _split(value: str) -> list[str]:
@@ -114,7 +125,8 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
     return overrides
 
 
-def bench_config(args: argparse.Namespace) -> BenchConfig:
+def bench_config(args: argparse.Namespace, methods: tuple[str, ...] | None = None) -> BenchConfig:
+    """The run the arguments describe; ``methods`` replaces ``--methods`` (``memla sweep``)."""
     independent = None if args.independent_langs is None else tuple(_split(args.independent_langs))
     common = speed_overrides(args.ig_steps, args.ig_baseline, args.threshold, independent, args.edit_steps)
     targets = None if args.target_langs.strip().lower() == "all" else tuple(_split(args.target_langs))
@@ -122,10 +134,13 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
         model=ModelSpec(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
                         allow_download=args.allow_download),
         dataset=args.dataset,
-        methods=method_names(args.methods, args.ablations),
+        methods=method_names(args.methods, args.ablations) if methods is None else methods,
         source_languages=tuple(_split(args.source_langs)),
         target_languages=targets,
         fact_ids=tuple(_split(args.fact_ids)),
+        split=args.split,
+        preset=args.preset,
+        per_relation=args.per_relation,
         limit=args.limit,
         seed=args.seed,
         common_overrides=common,
@@ -176,6 +191,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def known_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Per method and source: the source-language cell and the pooled cross-lingual average of
+    ``known.change_table`` (empty for results files written before the ``*_before`` columns)."""
+    if "p_true_before" not in results or results["p_true_before"].isna().all():
+        return pd.DataFrame()
+    table = change_table(results)
+    keep = (table["target_lang"] == table["source_lang"]) | (table["target_lang"] == "avg")
+    columns = ["method", "source_lang", "target_lang", "pairs", "n_known", "ES", "ES_known", "PS_known",
+               "NS_before", "NS", "NS_change"]
+    return table.loc[keep, columns].round(2).reset_index(drop=True)
+
+
 def print_summary(results: pd.DataFrame, config: BenchConfig) -> None:
     paper = load_paper_tables()
     main = main_table(results)
@@ -191,6 +218,11 @@ def print_summary(results: pd.DataFrame, config: BenchConfig) -> None:
         if not multihop.empty:
             print("\nQS on multi-hop questions (shape of paper Table 6):")
             print(format_table(multihop))
+        known = known_summary(results)
+        if not known.empty:
+            print("\nWhat the edits changed (docs/benchmarks.md, 'Known pairs'): raw ES next to ES on the pairs the "
+                  "unedited model knew (n_known of pairs), and NS after − before; avg pools the cross-lingual pairs:")
+            print(format_table(known))
         print("\nCoverage (facts, failed and degenerate edits, seconds: neurons total, edit and evaluation per fact):")
         print(format_table(coverage(results)))
         comparison = compare_with_paper(results, paper)

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ..editing import EditRequest, MethodSpec, method_spec
+from ..editing.presets import PRESETS, describe_preset
 from ..editing.registry import (
     METHODS,
     STEPS_ALIAS,
@@ -75,12 +76,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--langs", default="all", help="target languages, comma-separated, or 'all'")
     parser.add_argument("--method", default="memla", help=f"editing method: {', '.join(METHODS)}")
     parser.add_argument(
+        "--preset", choices=list(PRESETS), default="tuned",
+        help="defaults to start from: 'tuned' (chosen on the dev split for this model, docs/tuning.md; the paper's "
+        "where none were chosen) or 'paper' (the paper's settings); flags and --set apply on top",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE",
         help="set a field of the method's config (repeatable): --set lr=0.01, --set neurons.threshold=0.2, "
         "--set layer=none (the architecture's default); edit_steps is every method's step count",
     )
     group = parser.add_argument_group(
-        "method settings (each sets a config field; refused for a method whose config lacks it)"
+        "method settings (each sets a config field, docs/method.md; refused for a method whose config lacks it)"
     )
     group.add_argument("--rank-multiplier", type=int, help=f"n, LoRA rank per neuron ({_methods_with('rank_multiplier')})")
     group.add_argument("--lr", type=float, help=f"learning rate, field lr ({_methods_with('lr')})")
@@ -175,7 +181,7 @@ def method_config(args: argparse.Namespace, lm):
     spec = method_spec(args.method)
     variant = method_variant(args, spec)
     settings = requested_settings(args, spec)
-    config = default_config(spec, lm)
+    config = default_config(spec, lm, preset=getattr(args, "preset", "paper"))
     if variant is not None:
         config = spec.with_variant(config, variant)
     for path, value in settings:
@@ -218,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
     table = comparison_table(before.summary, after.summary)
     print(f"{spec.title} edit of {fact.label}, written in {args.source_lang}; "
           f"{len(edit.trace)} steps, {edit.seconds:.1f} s")
+    print(describe_preset(spec.name, lm, args.preset))
     shown = table.drop(columns=[f"{m}_before" for m in METRICS])
     formats = {c: (lambda v: f"{v:.3g}") for c in shown.columns if c.startswith("P(")}
     formats.update({m: (lambda v: f"{v:.1f}") for m in METRICS})

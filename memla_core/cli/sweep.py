@@ -49,6 +49,9 @@ def sweep_config(args: argparse.Namespace):
     extra = method_names(args.methods, args.ablations) if args.methods.strip() or args.ablations.strip() else ()
     if not axes and not extra:
         raise ValueError("memla sweep needs at least one --grid METHOD.FIELD=V1,V2 (or --methods).")
+    if args.preset != "paper":
+        raise ValueError("memla sweep starts every configuration from the paper preset (so that its name says all it "
+                         "changes); drop --preset, or put the tuned values in --grid.")
     return bench_config(args, methods=expand(axes, extra, samples=args.random, seed=args.sweep_seed))
 
 

@@ -9,11 +9,13 @@ gradient, so they stay exactly zero.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
@@ -23,6 +25,7 @@ from ..models import LoadedModel
 from ..neurons import NeuronConfig, NeuronSets, find_neurons
 from ..scoring import answer_logprobs, encode_completion
 from .base import Edit, EditDivergedError, EditError, EditRequest, StepFn
+from .locality import locality_reference
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,30 @@ class MemlaConfig:
     seed: int = field(
         default=0, metadata={"label": "Seed", "help": "Random initialisation of the LoRA A matrices."},
     )
+    lora_zero_factor: Literal["B", "A"] = field(
+        default="B",
+        metadata={
+            "label": "LoRA factor that starts at zero",
+            "help": "B: B = 0, A ~ N(0, 1) (peft's convention, memla's default); A: A = 0, B ~ N(0, 1). "
+            "Either way the edit starts as a no-op; docs/implementation.md, 'Reproducing the authors'.",
+        },
+    )
+    scale_in_training: bool = field(
+        default=True,
+        metadata={
+            "label": "Train with c applied",
+            "help": "On: c scales the update while training, so training sees the update that is applied "
+            "(memla's default). Off: train at scale 1 and apply c·ΔW afterwards, as the released code does.",
+        },
+    )
+    locality_weight: float = field(
+        default=0.0,
+        metadata={
+            "label": "Locality weight",
+            "help": "Adds weight × KL(unedited ‖ edited) of next-token distributions on the subject alone and "
+            "on ordinary sentences in the source language (never evaluation prompts). 0 = the paper's loss.",
+        },
+    )
     neurons: NeuronConfig = field(
         default_factory=NeuronConfig,
         metadata={
@@ -125,6 +152,10 @@ class MemlaConfig:
             raise ValueError("MemlaConfig: at least one of use_lse / use_lie must be on.")
         if self.lr <= 0 or self.max_steps < 1:
             raise ValueError("MemlaConfig: lr must be > 0 and max_steps ≥ 1.")
+        if self.lora_zero_factor not in ("A", "B"):
+            raise ValueError("MemlaConfig.lora_zero_factor must be 'A' or 'B' (the LoRA factor that starts at zero).")
+        if not (self.locality_weight >= 0 and math.isfinite(self.locality_weight)):
+            raise ValueError("MemlaConfig.locality_weight must be a finite number ≥ 0 (0 = the paper's loss).")
 
     @classmethod
     def ablation(cls, name: str, **overrides) -> "MemlaConfig":
@@ -214,7 +245,8 @@ class MemlaEditor:
             else None
         )
         with lm.lock:
-            trace, deltas, lora_state, lora_config = self._train(lm, plans, new, true, on_step)
+            locality = locality_reference(lm, request, cfg) if cfg.locality_weight > 0 else None
+            trace, deltas, lora_state, lora_config = self._train(lm, plans, new, true, on_step, locality)
         return Edit.for_request(
             self.name, request, start,
             weight_deltas=deltas,
@@ -228,16 +260,18 @@ class MemlaEditor:
             },
         )
 
-    def _train(self, lm, plans, new, true, on_step):
+    def _train(self, lm, plans, new, true, on_step, locality=None):
         cfg = self.config
         names = {lm.adapter.down_proj_name(p.layer): p for p in plans}
+        # LoRA scaling = alpha / r. With scale_in_training it is c, so training sees exactly the
+        # update that will be applied; without, training runs at 1 and c·ΔW is applied (authors).
+        train_scale = cfg.coefficient if cfg.scale_in_training else 1.0
         lora_config = LoraConfig(
             r=max(p.rank for p in plans),
-            lora_alpha=cfg.coefficient * max(p.rank for p in plans),
+            lora_alpha=train_scale * max(p.rank for p in plans),
             target_modules=list(names),
             rank_pattern={name: p.rank for name, p in names.items()},
-            # scaling = alpha / r = c: training sees exactly the update that will be applied.
-            alpha_pattern={name: cfg.coefficient * p.rank for name, p in names.items()},
+            alpha_pattern={name: train_scale * p.rank for name, p in names.items()},
             lora_dropout=0.0,
             bias="none",
             fan_in_fan_out=lm.adapter.weight_layout == "in_out",
@@ -256,9 +290,13 @@ class MemlaEditor:
                 lora_b = layer.lora_B["default"].weight
                 mask = row_mask(plan, lora_a.shape[1], cfg).to(lora_a.device, lora_a.dtype)
                 with torch.no_grad():
-                    # Authors' init: A ~ N(0, 1), B = 0 (so the edit starts as a no-op).
-                    lora_a.copy_(torch.randn(lora_a.shape, generator=generator).to(lora_a) * mask)
-                    lora_b.zero_()
+                    # One factor random, the other zero, so the edit starts as a no-op.
+                    if cfg.lora_zero_factor == "B":
+                        lora_a.copy_(torch.randn(lora_a.shape, generator=generator).to(lora_a) * mask)
+                        lora_b.zero_()
+                    else:
+                        lora_a.zero_()
+                        lora_b.copy_(torch.randn(lora_b.shape, generator=generator).to(lora_b))
                 lora_a.register_hook(lambda grad, mask=mask: grad * mask)
                 params += [lora_a, lora_b]
             optimiser = torch.optim.Adam(params, lr=cfg.lr)
@@ -275,6 +313,10 @@ class MemlaEditor:
                     "p_new": torch.exp(-nll_new).item(),
                     "p_true": p_true.item() if true is not None else math.nan,
                 }
+                if locality is not None:
+                    kl = locality.kl(lm)
+                    loss = loss + cfg.locality_weight * kl
+                    record["loss"], record["locality_kl"] = loss.item(), kl.item()
                 trace.append(record)
                 if on_step:
                     on_step(record)
@@ -286,10 +328,16 @@ class MemlaEditor:
                 loss.backward()
                 optimiser.step()
             deltas = {}
+            apply_scale = cfg.coefficient / train_scale  # 1 when c was applied in training
             for name in names:
                 layer = peft_model.base_model.model.get_submodule(name)
-                deltas[f"{name}.base_layer.weight"] = layer.get_delta_weight("default").detach().clone()
+                delta = layer.get_delta_weight("default").detach().clone()
+                deltas[f"{name}.base_layer.weight"] = delta if apply_scale == 1 else delta * apply_scale
             state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+            if apply_scale != 1:  # the exported adapter must carry the update that is applied
+                lora_config = copy.deepcopy(lora_config)
+                lora_config.lora_alpha = cfg.coefficient * lora_config.r
+                lora_config.alpha_pattern = {name: cfg.coefficient * p.rank for name, p in names.items()}
         finally:
             peft_model.unload()  # puts the original modules back; base weights were frozen
         for param in model.parameters():

@@ -25,7 +25,7 @@ import types
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Callable, Literal, Mapping, Union, get_args, get_origin, get_type_hints
 
-from . import hparams
+from . import hparams, presets
 from .ft import FTConfig, FTEditor
 from .ike import IkeConfig, IkeEditor
 from .memit import MemitConfig, MemitEditor
@@ -416,11 +416,14 @@ def method_spec(name: str | MethodSpec) -> MethodSpec:
     return METHODS[key]
 
 
-def default_config(method: str | MethodSpec, lm, **overrides: Any) -> Any:
+def default_config(method: str | MethodSpec, lm, preset: str = "paper", **overrides: Any) -> Any:
     """The typed config of ``method`` for ``lm``: class defaults, then ``overrides``, then the
-    per-architecture table (``hparams``) for every field still ``None``."""
+    per-architecture table (``hparams``) for every field still ``None``, then the fields the
+    ``preset`` changes for this model (``presets``: ``paper`` changes none)."""
     spec = method_spec(method)
-    return hparams.resolve(spec.config_cls(**overrides), spec.name, lm)
+    config = hparams.resolve(spec.config_cls(**overrides), spec.name, lm)
+    tuned = presets.preset_values(spec.name, lm, preset)
+    return set_fields(config, tuned, owner=spec.name) if tuned else config
 
 
 def build_editor(method: str | MethodSpec, config: Any | None = None, neurons=None, pool=None):
