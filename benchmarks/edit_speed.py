@@ -17,6 +17,7 @@ from memla_core.editing import EditRequest, MemlaConfig, MemlaEditor
 from memla_core.evaluation import evaluate
 from memla_core.models import load_model
 from memla_core.neurons import find_neurons
+from memla_core import scoring
 from memla_core.scoring import answer_logprobs, encode_completion, encode_prompt, greedy_generate
 
 
@@ -36,13 +37,47 @@ def unbatched_evaluation(lm, fact) -> None:
             greedy_generate(lm, [encode_prompt(lm, prompt)], [n])
 
 
+def chunked_greedy_generate(lm, prompts, max_new_tokens, batch_size: int = 32):
+    """Greedy decoding as it was before batching by answer length: consecutive chunks of 32, each
+    decoding as many steps as its longest answer needs (the baseline of ``--decode``)."""
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        out += scoring._greedy_batch(lm, prompts[start : start + batch_size], max_new_tokens[start : start + batch_size])
+    return out
+
+
+def compare_decoding(lm, facts, repeats: int = 2) -> None:
+    """Seconds per 12-language evaluation with decoding grouped by answer length vs chunked, in
+    the same process and interleaved (the machine's load affects both alike)."""
+    import memla_core.evaluation as evaluation
+
+    grouped = evaluation.greedy_generate
+    totals = {"chunked": 0.0, "grouped": 0.0}
+    for _ in range(repeats):
+        for fact in facts:
+            for name, fn in (("chunked", chunked_greedy_generate), ("grouped", grouped)):
+                evaluation.greedy_generate = fn
+                t0 = time.perf_counter()
+                evaluate(lm, fact)
+                totals[name] += time.perf_counter() - t0
+    evaluation.greedy_generate = grouped
+    n = repeats * len(facts)
+    print(f"evaluation: chunked decoding {totals['chunked'] / n:.1f} s, grouped by answer length "
+          f"{totals['grouped'] / n:.1f} s per fact (ratio {totals['chunked'] / totals['grouped']:.2f}×)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gemma3-270m")
     parser.add_argument("--facts", type=int, default=3)
+    parser.add_argument("--decode", action="store_true",
+                        help="only compare decoding grouped by answer length with the former chunked decoding")
     args = parser.parse_args()
     lm = load_model(args.model)
     facts = load_bundled().facts[: args.facts]
+    if args.decode:
+        compare_decoding(lm, facts)
+        return
     print(f"{'fact':32} {'neurons s':>9} {'edit s':>7} {'steps':>5} {'eval12 s':>8} {'unbatched s':>11} {'ratio':>6} {'en ES':>5}")
     sums = {"edit": 0.0, "eval": 0.0, "slow": 0.0}
     for fact in facts:
