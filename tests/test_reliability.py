@@ -376,11 +376,14 @@ def test_wrong_columns_upload_message_is_in_app_terms():
 
 
 def _doc_cases() -> list[dict[str, str]]:
-    lines = [l for l in RELIABILITY_DOC.read_text(encoding="utf-8").splitlines() if l.startswith("|")]
+    """Rows of the table under '## Fault cases' (the document has other tables before it)."""
+    text = RELIABILITY_DOC.read_text(encoding="utf-8").split("## Fault cases", 1)[1]
+    lines = [l for l in text.splitlines() if l.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = []
     for line in lines[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+        assert len(cells) == len(header), f"malformed row: {line}"
         rows.append(dict(zip(header, cells)))
     return rows
 
