@@ -16,16 +16,15 @@ from .data import LANGUAGE_NAMES, MKEBDataset
 from .data.schema import Fact
 from .evaluation import METRICS, EvalReport
 from .neurons import NeuronSets
-from .paths import ASSETS_DIR
+from .bench.paper import PAPER_TARGET_ORDER, load_paper_tables
 
-PAPER_DIR = ASSETS_DIR / "paper"
 PAPER_TABLES = {
     "main_results": "Tables 3 and 4: ES/PS/NS per method and language pair",
     "ablation": "Table 5: ablation, edits made in Chinese",
     "multihop": "Table 6: multi-hop question score (QS)",
     "prompt_lengths": "Table 1: average prompt length",
 }
-PAPER_LANGUAGES = ("en", "zh", "fr", "de", "it", "es", "pt", "pl", "ru", "ja", "ko", "th", "avg")
+PAPER_LANGUAGES = (*PAPER_TARGET_ORDER, "avg")
 
 
 def format_count(n: int) -> str:
@@ -301,10 +300,12 @@ def style_scores(frame: pd.DataFrame, score_columns: Sequence[str] = (*METRICS, 
 
 
 def paper_table(name: str) -> pd.DataFrame:
-    """One of the paper's published tables from ``assets/paper/<name>.csv``."""
+    """One of the paper's published tables (``assets/paper/<name>.csv``, read by ``bench.paper``)."""
     if name not in PAPER_TABLES:
         raise KeyError(f"Unknown paper table '{name}'; available: {', '.join(PAPER_TABLES)}.")
-    return pd.read_csv(PAPER_DIR / f"{name}.csv")
+    tables = load_paper_tables()
+    field = "main" if name == "main_results" else name
+    return getattr(tables, field).copy()
 
 
 def target_order(codes: Sequence[str]) -> list[str]:

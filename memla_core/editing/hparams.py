@@ -141,8 +141,9 @@ def resolve(config: Any, method: str, lm: LoadedModel) -> Any:
     unfilled = [name for name in missing if name not in values]
     if unfilled:
         raise ValueError(
-            f"{type(config).__name__} fields {unfilled} are None and hparams has no default for them "
-            f"({method}, family '{lm.adapter.family}'); give them explicitly."
+            f"{type(config).__name__} fields {unfilled} are None and have no default for family "
+            f"'{lm.adapter.family}': add them to memla_core.editing.hparams.FAMILY_DEFAULTS"
+            f"['{lm.adapter.family}']['{method}'] (or PAPER_DEFAULTS['{method}']), or give them explicitly."
         )
     return replace(config, **fill)
 

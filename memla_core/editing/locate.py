@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,50 @@ from ..scoring import encode_completion, project_to_logits
 from .base import EditDivergedError, EditError, EditRequest, StepFn
 from .layer_stats import SEED_PROMPTS, sample_texts
 
-# --------------------------------------------------------------------------- config checks
+# --------------------------------------------------------------------------- config fields and checks
+
+_VALUE_FIELDS: dict[str, tuple[str, str]] = {
+    "v_lr": ("Learning rate of δ", "Adam learning rate of the value offset δ (paper: {default:g})."),
+    "v_steps": ("Steps of δ", "Optimisation steps of δ at most (paper: {default:g})."),
+    "v_weight_decay": ("", "Weight of ‖δ‖ / ‖v‖² in the loss (paper: {default:g})."),
+    "kl_factor": ("", "Weight of KL(after-subject distribution, edited ‖ original) (paper: {default:g})."),
+    "clamp_norm_factor": ("", "‖δ‖ ≤ this · ‖v‖ (paper: {default:g})."),
+    "stop_loss": ("", "Stop optimising δ below this loss."),
+    "context_templates": ("", "Generated prefixes besides the bare prompt (MEMIT: 5 of 10 tokens)."),
+    "context_length": ("", "Tokens of each generated prefix (MEMIT: 10)."),
+    "seed": ("", "Seed of the sampled prefixes."),
+    "stats": ("Key statistics", "How the key covariance C is estimated from self-generated text."),
+}
+"""Label and help of the fields every value-optimising config has (ROME, MEMIT, PMET)."""
+
+
+def value_field(name: str, default: Any, note: str = "") -> Any:
+    """A config field of the value optimisation, with the label and help the three methods share;
+    ``default`` is the method's own (a class for ``stats``), ``note`` is appended to the help."""
+    label, text = _VALUE_FIELDS[name]
+    metadata = {"help": " ".join(filter(None, [text.format(default=default), note]))}
+    if label:
+        metadata["label"] = label
+    if isinstance(default, type):
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def layers_field() -> Any:
+    """``layers`` of a multi-layer config (MEMIT, PMET)."""
+    return field(default=None, metadata={
+        "label": "Layers",
+        "help": "Layers sharing the update, e.g. 4,5,6; empty = per-architecture range (hparams.FAMILY_DEFAULTS).",
+    })
+
+
+def mom2_field() -> Any:
+    """``mom2_update_weight`` (λ) of a multi-layer config (MEMIT, PMET)."""
+    return field(default=None, metadata={
+        "label": "Covariance weight λ",
+        "help": "λ in (λ·C + k kᵀ)⁻¹ (paper: 15000); empty = per-architecture default.",
+    })
+
 
 
 def check_value_fields(cfg) -> None:

@@ -40,10 +40,13 @@ from .locate import (
     check_layers,
     context_prefixes,
     finite_or_raise,
+    layers_field,
     least_squares_update,
+    mom2_field,
     optimise_values,
     to_weight_layout,
     true_answer_rows,
+    value_field,
     with_int_layers,
 )
 
@@ -54,51 +57,18 @@ log = logging.getLogger(__name__)
 class MemitConfig:
     """MEMIT hyperparameters; defaults from the authors' ``MEMIT/gpt-j-6B.json`` (Meng et al. 2023)."""
 
-    layers: tuple[int, ...] | None = field(
-        default=None,
-        metadata={
-            "label": "Layers",
-            "help": "Layers sharing the update, e.g. 4,5,6; empty = per-architecture range "
-            "(hparams.FAMILY_DEFAULTS).",
-        },
+    layers: tuple[int, ...] | None = layers_field()
+    mom2_update_weight: float | None = mom2_field()
+    v_lr: float = value_field("v_lr", 0.5)
+    v_steps: int = value_field("v_steps", 25)
+    v_weight_decay: float = value_field("v_weight_decay", 0.5)
+    kl_factor: float = value_field("kl_factor", 0.0625)
+    clamp_norm_factor: float = value_field(
+        "clamp_norm_factor", 0.75, "Tighter than ROME's 4 because δ is shared by several layers."
     )
-    mom2_update_weight: float | None = field(
-        default=None,
-        metadata={
-            "label": "Covariance weight λ",
-            "help": "λ in (λ·C + k kᵀ)⁻¹ (paper: 15000); empty = per-architecture default.",
-        },
-    )
-    v_lr: float = field(
-        default=0.5,
-        metadata={
-            "label": "Learning rate of δ",
-            "help": "Adam learning rate of the value offset δ (paper: 0.5).",
-        },
-    )
-    v_steps: int = field(
-        default=25, metadata={"label": "Steps of δ", "help": "Optimisation steps of δ at most (paper: 25)."},
-    )
-    v_weight_decay: float = field(
-        default=0.5, metadata={"help": "Weight of ‖δ‖ / ‖v‖² in the loss (paper: 0.5)."},
-    )
-    kl_factor: float = field(
-        default=0.0625,
-        metadata={
-            "help": "Weight of KL(after-subject distribution, edited ‖ original) (paper: 0.0625).",
-        },
-    )
-    clamp_norm_factor: float = field(
-        default=0.75,
-        metadata={
-            "help": "‖δ‖ ≤ this · ‖v‖ (paper: 0.75; tighter than ROME's 4 because δ is shared by several layers).",
-        },
-    )
-    stop_loss: float = field(default=5e-2, metadata={"help": "Stop optimising δ below this loss."})
-    context_templates: int = field(
-        default=5, metadata={"help": "Generated prefixes besides the bare prompt (MEMIT: 5)."},
-    )
-    context_length: int = field(default=10, metadata={"help": "Tokens of each generated prefix (MEMIT: 10)."})
+    stop_loss: float = value_field("stop_loss", 5e-2)
+    context_templates: int = value_field("context_templates", 5)
+    context_length: int = value_field("context_length", 10)
     newton_steps: int = field(
         default=4,
         metadata={
@@ -109,14 +79,8 @@ class MemitConfig:
     mlp_trust_ratio: float = field(
         default=3.0, metadata={"help": "There, ‖Δm‖ ≤ this · ‖m‖ (1.0 leaves Gemma 3 270M's edit unfinished)."},
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the sampled prefixes."})
-    stats: StatsConfig = field(
-        default_factory=StatsConfig,
-        metadata={
-            "label": "Key statistics",
-            "help": "How the key covariance C is estimated from self-generated text.",
-        },
-    )
+    seed: int = value_field("seed", 0)
+    stats: StatsConfig = value_field("stats", StatsConfig)
 
     def __post_init__(self) -> None:
         check_layer_range(self)

@@ -39,6 +39,7 @@ from .locate import (
     rank_one_update,
     to_weight_layout,
     true_answer_rows,
+    value_field,
 )
 
 
@@ -54,43 +55,16 @@ class RomeConfig:
             "(hparams.FAMILY_DEFAULTS).",
         },
     )
-    v_lr: float = field(
-        default=0.5,
-        metadata={
-            "label": "Learning rate of δ",
-            "help": "Adam learning rate of the value offset δ (paper: 0.5).",
-        },
-    )
-    v_steps: int = field(
-        default=20,
-        metadata={
-            "label": "Steps of δ",
-            "help": "Optimisation steps of δ at most (v_num_grad_steps; paper: 20).",
-        },
-    )
-    v_weight_decay: float = field(
-        default=0.5, metadata={"help": "Weight of ‖δ‖ / ‖v‖² in the loss (paper: 0.5)."},
-    )
-    kl_factor: float = field(
-        default=0.0625,
-        metadata={
-            "help": "Weight of KL(after-subject distribution, edited ‖ original) (paper: 0.0625).",
-        },
-    )
-    clamp_norm_factor: float = field(default=4.0, metadata={"help": "‖δ‖ ≤ this · ‖v‖ (paper: 4)."})
-    stop_loss: float = field(default=5e-2, metadata={"help": "Stop optimising δ below this loss."})
-    context_templates: int = field(
-        default=5, metadata={"help": "Generated prefixes besides the bare prompt (MEMIT: 5 of 10 tokens)."},
-    )
-    context_length: int = field(default=10, metadata={"help": "Tokens of each generated prefix (MEMIT: 10)."})
-    seed: int = field(default=0, metadata={"help": "Seed of the sampled prefixes."})
-    stats: StatsConfig = field(
-        default_factory=StatsConfig,
-        metadata={
-            "label": "Key statistics",
-            "help": "How the key covariance C is estimated from self-generated text.",
-        },
-    )
+    v_lr: float = value_field("v_lr", 0.5)
+    v_steps: int = value_field("v_steps", 20, "ROME calls it v_num_grad_steps.")
+    v_weight_decay: float = value_field("v_weight_decay", 0.5)
+    kl_factor: float = value_field("kl_factor", 0.0625)
+    clamp_norm_factor: float = value_field("clamp_norm_factor", 4.0)
+    stop_loss: float = value_field("stop_loss", 5e-2)
+    context_templates: int = value_field("context_templates", 5)
+    context_length: int = value_field("context_length", 10)
+    seed: int = value_field("seed", 0)
+    stats: StatsConfig = value_field("stats", StatsConfig)
 
     def __post_init__(self) -> None:
         check_value_fields(self)
