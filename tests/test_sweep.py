@@ -118,6 +118,18 @@ def _summary_rows(config, es_known, ns, en_es=100, failed=False):
     return rows
 
 
+def test_configurations_are_compared_on_the_same_facts():
+    rows = pd.DataFrame(
+        _summary_rows("memla", 50, 30)
+        + [_row("memla", "f2", t, 0, 0, 0.5, 0.1) for t in ("en", "fr")]  # f2: only the default has it
+        + _summary_rows("memla[lr=0.01]", 80, 29)
+    )
+    summary = sweep_summary(rows)
+    assert summary["facts"].tolist() == [1, 1]
+    assert summary.set_index("config").loc["memla", "avg_ES_known"] == 50
+    assert sweep_summary(rows, same_facts=False).set_index("config").loc["memla", "facts"] == 2
+
+
 def test_pareto_front_on_hand_made_table():
     table = pd.DataFrame({"avg_ES_known": [50, 60, 60, 40, 70, float("nan")], "avg_NS": [30, 20, 25, 40, 10, 99]})
     assert pareto_front(table).tolist() == [True, False, True, True, True, False]

@@ -20,10 +20,20 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def sweep_summary(results: pd.DataFrame, source: str = "en") -> pd.DataFrame:
+def common_facts(rows: pd.DataFrame) -> set[str]:
+    """Facts every configuration in ``rows`` has finished: configurations are only compared on
+    the same facts (a sweep read while it runs, or resumed with more facts, has ragged ones)."""
+    per_config = [set(group["fact_id"]) for _, group in rows.groupby("method", sort=False)]
+    return set.intersection(*per_config) if per_config else set()
+
+
+def sweep_summary(results: pd.DataFrame, source: str = "en", same_facts: bool = True) -> pd.DataFrame:
     """One row per configuration (the ``method`` column of the rows), edits written in ``source``:
-    source-language ES, cross-lingual averages (raw and on known pairs) and seconds per edit."""
+    source-language ES, cross-lingual averages (raw and on known pairs) and seconds per edit.
+    ``same_facts`` keeps only the facts every configuration has finished (``common_facts``)."""
     rows = results[results["source_lang"] == source]
+    if same_facts and not rows.empty:
+        rows = rows[rows["fact_id"].isin(common_facts(rows))]
     if rows.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     changes = change_table(rows)
