@@ -13,10 +13,15 @@ from typing import Any, Mapping
 
 PRESETS: tuple[str, ...] = ("tuned", "paper")
 
-TUNED: dict[str, dict[str, dict[str, Any]]] = {}
+TUNED: dict[str, dict[str, dict[str, Any]]] = {
+    # Gemma 3 270M (the default model): rule dev-v1 on the dev sweep of 2026-12-02 (docs/tuning.md).
+    "gemma3_text": {"memla": {"coefficient": 1.0, "locality_weight": 1.0}},
+}
 """model_type -> method -> {dotted field: value}; filled from docs/tuning.md's chosen presets."""
 
-TUNED_PROVENANCE: dict[str, str] = {}
+TUNED_PROVENANCE: dict[str, str] = {
+    "gemma3_text": "chosen by rule dev-v1 on 3 dev facts × 12 configurations, 2026-12-02; docs/tuning.md",
+}
 """model_type -> one line saying where its tuned values come from (shown by the CLI and the app)."""
 
 
