@@ -15,6 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..editing.memla import ABLATIONS
+from ..editing.registry import METHODS
 from ..health import is_degenerate
 from .paper import PAPER_METHOD_ORDER, PAPER_TABLE_OF_SOURCE, PAPER_TARGET_ORDER, PaperTables
 from .store import METRIC_COLUMNS
@@ -45,7 +46,9 @@ def ablation_variant(method: str) -> str | None:
     if "[" in method:
         return None
     base, _, variant = method.partition(":")
-    return (variant or ABLATIONS[0]) if base == "memla" else None
+    spec = METHODS.get(base)
+    variants = tuple(spec.variants) if spec is not None else ()
+    return (variant or variants[0]) if variants else None
 
 
 def _rank(values: Sequence[str], order: Sequence[str]) -> dict[str, int]:
