@@ -11,23 +11,11 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from app_helpers import _by_label, _no_errors, APP, FACT
 
 from memla_core.data import load_bundled
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-FACT = "geo-capital-france"
 PAGES = ["app_pages/home.py", "app_pages/facts.py", "app_pages/neurons.py", "app_pages/edit.py", "app_pages/benchmark.py"]
-
-
-def _by_label(widgets, label: str):
-    found = [w for w in widgets if w.label == label]
-    assert found, f"no widget labelled {label!r}; have {[w.label for w in widgets]}"
-    return found[0]
-
-
-def _no_errors(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def _downloads(at: AppTest) -> list[str]:

@@ -3,23 +3,16 @@ comparison averages over, how many facts a cell holds. Tiny random Gemma-3 check
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from app_helpers import _no_errors, APP, FACT
 
 from memla_core.data import load_bundled
 from memla_core.knowledge import KnowledgeCache
 from memla_core.models import LoadedModel, ModelSpec
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-FACT = "geo-capital-france"
-
-
-def _no_errors(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 @pytest.fixture

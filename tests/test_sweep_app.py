@@ -4,11 +4,11 @@ the rule's choice, the summary table) and the Edit page starts from the tuned or
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
+from app_helpers import _by_label, _no_errors, APP, FACT
 
 from memla_core.bench.tuning import pareto_front, select_configs, sweep_summary
 from memla_core.charts import sweep_scatter
@@ -16,19 +16,6 @@ from memla_core.editing import presets
 from memla_core.editing.memla import MemlaConfig
 from memla_core.editing.registry import config_field
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-FACT = "geo-capital-france"
-
-
-def _by_label(widgets, label: str):
-    found = [w for w in widgets if w.label == label]
-    assert found, f"no widget labelled {label!r}; have {[w.label for w in widgets]}"
-    return found[0]
-
-
-def _no_errors(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 @pytest.fixture
