@@ -5,6 +5,12 @@ baseline is the same evaluation done one query at a time (one forward pass per p
 ``generate`` per neighbourhood prompt), which shows what batching buys on this machine.
 
     python benchmarks/edit_speed.py [--facts 3] [--model gemma3-270m]
+    python benchmarks/edit_speed.py --per-edit   # what a benchmark/sweep pays per edit after the edit
+
+``--per-edit`` compares the work after each edit (12-language evaluation + health check) as the
+runner did it at the start of round 3 (teacher-forced rows batched in prompt order, the health
+reference captured again for every edit) with today's (rows batched by length, the reference
+captured once per fact and shared by every configuration), interleaved in one process.
 """
 
 from __future__ import annotations
@@ -66,15 +72,58 @@ def compare_decoding(lm, facts, repeats: int = 2) -> None:
           f"{totals['grouped'] / n:.1f} s per fact (ratio {totals['chunked'] / totals['grouped']:.2f}×)")
 
 
+def prompt_order_logprobs(lm, items, batch_size: int = 32, grad: bool = False):
+    """``answer_logprobs`` as it was: consecutive chunks in the given order (the ``--per-edit`` baseline)."""
+    out = []
+    for start in range(0, len(items), batch_size):
+        out.extend(scoring._answer_logprobs_batch(lm, items[start : start + batch_size], grad))
+    return out
+
+
+def compare_per_edit(lm, facts, configs_per_fact: int = 4) -> None:
+    """Seconds of evaluation + health check per edit, before and after this round's changes, for a
+    sweep-like workload: ``configs_per_fact`` FT-L edits (different learning rates) per fact."""
+    import memla_core.evaluation as evaluation
+    from memla_core.editing import FTConfig, FTEditor
+    from memla_core.health import capture_reference, edit_health
+
+    fast = evaluation.answer_logprobs
+    totals = {"before": 0.0, "after": 0.0}
+    for fact in facts:
+        edits = [FTEditor(FTConfig(lr=lr, norm_constraint=5e-3)).compute(lm, EditRequest(fact, "en"))
+                 for lr in (1e-3, 2e-3, 5e-3, 1e-2)[:configs_per_fact]]
+        reference = None
+        for edit in edits:
+            for name in ("before", "after"):
+                evaluation.answer_logprobs = prompt_order_logprobs if name == "before" else fast
+                t0 = time.perf_counter()
+                with edit.applied(lm):
+                    evaluate(lm, fact, edit=edit)
+                if name == "after" and reference is None:
+                    reference = capture_reference(lm, fact, fact.language_codes)
+                edit_health(lm, edit, fact, fact.language_codes, reference=reference if name == "after" else None)
+                totals[name] += time.perf_counter() - t0
+    evaluation.answer_logprobs = fast
+    n = len(facts) * configs_per_fact
+    print(f"per edit (12-language evaluation + health check, {configs_per_fact} configurations per fact): "
+          f"round-3 start {totals['before'] / n:.1f} s, now {totals['after'] / n:.1f} s "
+          f"(ratio {totals['before'] / totals['after']:.2f}×)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gemma3-270m")
     parser.add_argument("--facts", type=int, default=3)
     parser.add_argument("--decode", action="store_true",
                         help="only compare decoding grouped by answer length with the former chunked decoding")
+    parser.add_argument("--per-edit", action="store_true",
+                        help="only compare the evaluation + health check per edit with the round-3 start's")
     args = parser.parse_args()
     lm = load_model(args.model)
     facts = load_bundled().facts[: args.facts]
+    if args.per_edit:
+        compare_per_edit(lm, facts)
+        return
     if args.decode:
         compare_decoding(lm, facts)
         return

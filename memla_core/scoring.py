@@ -69,10 +69,16 @@ def answer_logprobs(
 
     With ``grad=True`` the result stays differentiable (editors train through it).
     """
-    results: list[torch.Tensor] = []
-    for start in range(0, len(items), batch_size):
-        results.extend(_answer_logprobs_batch(lm, items[start : start + batch_size], grad))
-    return results
+    # Batches are formed in order of sequence length, so a batch pads its rows to similar widths
+    # (languages tokenise the same prompt into 5 to 30 tokens); results come back in input order.
+    if len(items) <= batch_size:  # one batch: keep the rows as given (editors' training is unchanged)
+        return _answer_logprobs_batch(lm, items, grad)
+    order = sorted(range(len(items)), key=lambda i: len(items[i].prompt_ids) + len(items[i].answer_ids))
+    results: dict[int, torch.Tensor] = {}
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        results.update(zip(batch, _answer_logprobs_batch(lm, [items[i] for i in batch], grad)))
+    return [results[i] for i in range(len(items))]
 
 
 def _answer_logprobs_batch(lm: LoadedModel, items: Sequence[Completion], grad: bool) -> list[torch.Tensor]:

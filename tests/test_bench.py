@@ -234,6 +234,25 @@ def test_run_resumes_after_interruption_with_identical_rows(tiny_models, bundled
         run_bench(_config(out, common_overrides={**FAST, "neurons.steps": 3}), lm=lm, dataset=bundled)
 
 
+def test_health_reference_is_captured_once_per_fact_with_the_same_verdicts(tiny_models, bundled, tmp_path, monkeypatch):
+    lm = tiny_models["gpt2"]
+    captured: list[str] = []
+    real_capture = runner_module.capture_reference
+
+    def counting_capture(lm_, fact, languages):
+        captured.append(fact.example_id)
+        return real_capture(lm_, fact, languages)
+
+    monkeypatch.setattr(runner_module, "capture_reference", counting_capture)
+    shared = run_bench(_config(tmp_path / "shared.csv"), lm=lm, dataset=bundled)
+    assert captured == [FACTS[0], FACTS[1]]  # two methods per fact, one reference per fact
+    # The shared reference gives the verdicts a fresh reference per edit gives.
+    monkeypatch.setattr(runner_module.UneditedFact, "health_reference", lambda self: None)
+    fresh = run_bench(_config(tmp_path / "fresh.csv"), lm=lm, dataset=bundled)
+    assert list(shared.results["health"]) == list(fresh.results["health"])
+    assert (shared.results["health"] != "").all()
+
+
 def test_failed_edit_is_a_row_not_a_crash(tiny_models, bundled, tmp_path, monkeypatch):
     def no_neurons(lm_, fact, source, config, **_kwargs):
         empty = frozenset()

@@ -70,6 +70,17 @@ def test_batched_logprobs_equal_one_by_one(tiny_lm):
     assert torch.allclose(expected, together[0], atol=1e-4)
 
 
+def test_many_items_are_batched_by_length_and_returned_in_input_order(tiny_lm):
+    prompts = [("The capital of France is", "Paris", "en"), ("法国的首都是", "巴黎", "zh"),
+               ("La capitale de la France, la belle ville des lumières, est", "Paris", "fr")]
+    items = [encode_completion(tiny_lm, *prompts[i % 3]) for i in range(11)]
+    together = answer_logprobs(tiny_lm, items, batch_size=4)  # 3 batches, rows regrouped by length
+    for item, batched in zip(items, together):
+        (alone,) = answer_logprobs(tiny_lm, [item])
+        assert len(batched) == len(item.answer_ids)
+        assert torch.allclose(alone, batched, atol=1e-4)
+
+
 def test_batched_greedy_equals_one_by_one(tiny_lm):
     prompts = [tiny_lm.tokenizer(p)["input_ids"] for p in ("The capital of France is", "Die Hauptstadt von Spanien ist ein")]
     together = greedy_generate(tiny_lm, prompts, [3, 2])

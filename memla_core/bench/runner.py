@@ -25,7 +25,7 @@ from ..data.splits import select_split
 from ..editing.base import EditDivergedError, EditError, EditRequest
 from ..bounds import check_prompt_lengths, check_results_path
 from ..evaluation import evaluate
-from ..health import edit_health
+from ..health import HealthReference, capture_reference, edit_health
 from ..models import LoadedModel, load_model
 from ..neurons import NeuronConfig, NeuronSets, find_neurons
 from ..session import CancelToken
@@ -169,10 +169,6 @@ def _failure_rows(base: dict, targets: Sequence[str], err: Exception) -> list[di
     return [{**base, "target_lang": t, "edit_steps": steps, "error": f"{type(err).__name__}: {err}"} for t in targets]
 
 
-BeforeFn = Callable[[], Mapping[str, Mapping[str, object]]]
-"""Returns the unedited model's scores of the group's fact, per target language."""
-
-
 def unedited_scores(lm: LoadedModel, fact: Fact, targets: Sequence[str]) -> dict[str, dict[str, object]]:
     """The unedited model's ES/PS/NS/QS, P(new), P(true) and answer per target language, as the
     ``*_before`` columns: what an edit changed is after − before on the same prompts."""
@@ -186,18 +182,27 @@ def unedited_scores(lm: LoadedModel, fact: Fact, targets: Sequence[str]) -> dict
     return before
 
 
-def lazy_before(lm: LoadedModel, fact: Fact, targets: Sequence[str]) -> BeforeFn:
-    """Scores of the unedited model computed once per fact, on the first group that needs them,
-    and shared by every method and configuration of that fact (a sweep pays for them once)."""
-    memo: dict[str, dict[str, dict[str, object]]] = {}
+class UneditedFact:
+    """What the unedited model does on one fact — its scores (the ``*_before`` columns) and the
+    health check's reference distributions — computed on the first group that needs each and
+    shared by every source, method and configuration of the fact: a sweep pays for them once."""
 
-    def get() -> Mapping[str, Mapping[str, object]]:
-        if "scores" not in memo:
-            with lm.lock:
-                memo["scores"] = unedited_scores(lm, fact, targets)
-        return memo["scores"]
+    def __init__(self, lm: LoadedModel, fact: Fact, targets: Sequence[str]):
+        self.lm, self.fact, self.targets = lm, fact, list(targets)
+        self._scores: dict[str, dict[str, object]] | None = None
+        self._reference: HealthReference | None = None
 
-    return get
+    def scores(self) -> Mapping[str, Mapping[str, object]]:
+        if self._scores is None:
+            with self.lm.lock:
+                self._scores = unedited_scores(self.lm, self.fact, self.targets)
+        return self._scores
+
+    def health_reference(self) -> HealthReference:
+        """Call it with the model unedited (``run_group`` does, before applying the edit)."""
+        if self._reference is None:
+            self._reference = capture_reference(self.lm, self.fact, self.targets)
+        return self._reference
 
 
 def run_group(
@@ -210,7 +215,7 @@ def run_group(
     neuron_sets: dict[NeuronConfig, NeuronSets],
     pool: Sequence[Fact] | None = None,
     cancel: CancelToken | None = None,
-    before: BeforeFn | None = None,
+    unedited: UneditedFact | None = None,
 ) -> list[dict]:
     """Edit, evaluate in every target, revert: the rows of one (fact, method, source) group.
 
@@ -250,7 +255,8 @@ def run_group(
             start = time.perf_counter()
             with edit.applied(lm):
                 report = evaluate(lm, fact, list(targets), edit=edit, source_language=source)
-            base["health"] = edit_health(lm, edit, fact, list(targets)).label
+            reference = unedited.health_reference() if unedited is not None else None
+            base["health"] = edit_health(lm, edit, fact, list(targets), reference=reference).label
             base["seconds_eval"] = time.perf_counter() - start
     except EditError as err:
         log.info("%s on %s (%s) failed: %s", method.name, fact.example_id, source, err)
@@ -258,13 +264,13 @@ def run_group(
     except ValueError as err:  # data a method cannot handle (e.g. an answer with no tokens)
         log.warning("%s on %s (%s) failed", method.name, fact.example_id, source, exc_info=True)
         return _failure_rows(base, targets, err)
-    unedited = before() if before is not None else {}
+    before = unedited.scores() if unedited is not None else {}
     rows = []
     for summary in report.summary.to_dict("records"):
         rows.append(
             {
                 **base,
-                **unedited.get(summary["target_lang"], {}),
+                **before.get(summary["target_lang"], {}),
                 "target_lang": summary["target_lang"],
                 **{m: summary[m] for m in store.METRIC_COLUMNS},
                 "es_definition": summary["es_definition"],
@@ -365,7 +371,7 @@ def _run_locked(
         if progress and ctx.is_main:
             progress(number, len(shard), fact.label)
         targets = target_languages(fact, config)
-        before = lazy_before(lm, fact, targets)  # shared by every source, method and config of the fact
+        unedited = UneditedFact(lm, fact, targets)
         for source in config.source_languages:
             if (fact.example_id, methods[0].name, source) not in expected:
                 log.info("Fact %s: no '%s' version, no target language, or (known_only) not known there; skipped.",
@@ -377,7 +383,7 @@ def _run_locked(
                 if key in done:
                     skipped += 1
                     continue
-                rows = run_group(lm, fact, source, method, targets, config, neuron_sets, dataset.facts, cancel, before)
+                rows = run_group(lm, fact, source, method, targets, config, neuron_sets, dataset.facts, cancel, unedited)
                 store.append_rows(writer, rows)
                 own_rows += rows
                 computed += 1
