@@ -179,3 +179,22 @@ def test_sweep_runs_resumes_and_shares_unedited_scores(tiny_models, bundled, tmp
     assert again.computed == 0 and again.skipped == 2 * len(names)
     summary = sweep_summary(again.results)
     assert list(summary["config"]) == list(names)
+
+
+def test_presets_report_pairs_each_method_with_its_tuned_preset():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "presets_report.py"
+    spec = importlib.util.spec_from_file_location("presets_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    paper = pd.DataFrame(_summary_rows("memla", 50, 30) + _summary_rows("ft", 40, 20))
+    tuned = pd.DataFrame(_summary_rows("memla", 75, 28))  # FT-L has no tuned values: its paper row stands
+    table = module.report(paper, tuned, "en")
+    assert table[["method", "preset"]].values.tolist() == [
+        ["MEMLA", "paper"], ["MEMLA", "tuned"], ["FT-L", "paper = tuned"],
+    ]
+    assert table["en-avg ES known"].tolist() == [50, 75, 40]
+    assert table["en-avg NS"].tolist() == [30, 28, 20]
+    assert "| MEMLA | tuned | 1 |" in module.markdown(table)
