@@ -109,3 +109,20 @@ def trace(
     finally:
         for handle in handles:
             handle.remove()
+
+
+def contiguous_inputs(module: nn.Module) -> torch.utils.hooks.RemovableHandle:
+    """Give ``module`` contiguous inputs from now on (a permanent hook; returns its handle).
+
+    For the LM head. ``generate`` hands it ``hidden[:, -1:, :]``, a strided view, and on the CPU
+    ``F.linear`` of a strided view against a 262k-row vocabulary takes the slow path: 3.0-3.4 s
+    instead of 0.4-0.6 s for 32 rows on Gemma 3 270M (measured 2026-12-02). A copy of a few rows
+    costs nothing next to that, and the values are the same."""
+
+    def hook(_module, args):
+        if args and isinstance(args[0], torch.Tensor) and not args[0].is_contiguous():
+            return (args[0].contiguous(), *args[1:])
+        return None
+
+    return module.register_forward_pre_hook(hook)
+

@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .architectures import ArchitectureAdapter, adapter_for
+from .hooks import contiguous_inputs
 from .paths import ASSETS_DIR, cache_dir
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,9 @@ def load_model(spec: ModelSpec | str = ModelSpec(), progress: Progress | None = 
     for param in model.parameters():
         param.requires_grad_(False)
     adapter = adapter_for(model)
+    head = model.get_output_embeddings()
+    if head is not None:
+        contiguous_inputs(head)  # generate's strided last-position slice is 6x slower on CPU
     if progress:
         progress("Model loaded", 1.0)
     return LoadedModel(model, tokenizer, adapter, spec, licence_notice=notice, source_path=path)

@@ -16,6 +16,12 @@ from memla_core.neurons import NeuronConfig, integrate_last_token
 
 
 def hook_count(model: torch.nn.Module) -> int:
+    """Hooks on the model besides the LM head's permanent one (``hooks.contiguous_inputs``)."""
+    head = model.get_output_embeddings()
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules() if m is not head)
+
+
+def _all_hook_count(model: torch.nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
@@ -112,3 +118,19 @@ def test_neuron_search_emits_no_deprecation_warning(tiny_models):
         warnings.simplefilter("error", FutureWarning)
         scores = integrate_last_token(lm, ids(lm, 1)[0].tolist(), 5, NeuronConfig(steps=2))
     assert scores["difference"].shape == (lm.num_layers, lm.num_neurons)
+
+
+def test_lm_head_gets_contiguous_inputs_with_the_same_logits(tiny_lm):
+    head = tiny_lm.model.get_output_embeddings()
+    assert _all_hook_count(tiny_lm.model) - hook_count(tiny_lm.model) == 1  # installed by load_model
+    hidden = torch.randn(3, 5, head.in_features)
+    seen = []
+    probe = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].is_contiguous()))
+    try:
+        with torch.no_grad():
+            strided = head(hidden[:, -1:, :])
+    finally:
+        probe.remove()
+    assert seen == [True]  # the contiguous copy reached the layer (hooks run in registration order)
+    assert torch.equal(strided, torch.nn.functional.linear(hidden[:, -1:, :].contiguous(), head.weight, head.bias))
+
