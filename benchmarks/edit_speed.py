@@ -9,8 +9,9 @@ baseline is the same evaluation done one query at a time (one forward pass per p
 
 ``--per-edit`` compares the work after each edit (12-language evaluation + health check) as the
 runner did it at the start of round 3 (teacher-forced rows batched in prompt order, the health
-reference captured again for every edit) with today's (rows batched by length, the reference
-captured once per fact and shared by every configuration), interleaved in one process.
+reference captured again for every edit, the LM head fed generate's strided slice) with today's
+(rows batched by length, the reference captured once per fact and shared by every
+configuration, contiguous LM-head input), interleaved in one process.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def compare_per_edit(lm, facts, configs_per_fact: int = 4) -> None:
     from memla_core.health import capture_reference, edit_health
 
     fast = evaluation.answer_logprobs
+    head = lm.model.get_output_embeddings()
+    contiguous_hook = dict(head._forward_pre_hooks)  # hooks.contiguous_inputs, installed by load_model
     totals = {"before": 0.0, "after": 0.0}
     for fact in facts:
         edits = [FTEditor(FTConfig(lr=lr, norm_constraint=5e-3)).compute(lm, EditRequest(fact, "en"))
@@ -96,6 +99,9 @@ def compare_per_edit(lm, facts, configs_per_fact: int = 4) -> None:
         for edit in edits:
             for name in ("before", "after"):
                 evaluation.answer_logprobs = prompt_order_logprobs if name == "before" else fast
+                head._forward_pre_hooks.clear()  # the round-3 start had no contiguous LM-head input
+                if name == "after":
+                    head._forward_pre_hooks.update(contiguous_hook)
                 t0 = time.perf_counter()
                 with edit.applied(lm):
                     evaluate(lm, fact, edit=edit)
@@ -104,6 +110,7 @@ def compare_per_edit(lm, facts, configs_per_fact: int = 4) -> None:
                 edit_health(lm, edit, fact, fact.language_codes, reference=reference if name == "after" else None)
                 totals[name] += time.perf_counter() - t0
     evaluation.answer_logprobs = fast
+    head._forward_pre_hooks.update(contiguous_hook)
     n = len(facts) * configs_per_fact
     print(f"per edit (12-language evaluation + health check, {configs_per_fact} configurations per fact): "
           f"round-3 start {totals['before'] / n:.1f} s, now {totals['after'] / n:.1f} s "
