@@ -198,3 +198,14 @@ def test_presets_report_pairs_each_method_with_its_tuned_preset():
     assert table["en-avg ES known"].tolist() == [50, 75, 40]
     assert table["en-avg NS"].tolist() == [30, 28, 20]
     assert "| MEMLA | tuned | 1 |" in module.markdown(table)
+
+
+def test_each_method_is_summarised_on_the_facts_all_its_own_configurations_finished():
+    rows = pd.DataFrame(
+        _summary_rows("memla", 50, 30) + [_row("memla", "f2", t, 100, 30, 0.5, 0.1) for t in ("en", "fr")]
+        + _summary_rows("memla[lr=0.01]", 80, 29) + [_row("memla[lr=0.01]", "f2", t, 0, 30, 0.5, 0.1) for t in ("en", "fr")]
+        + _summary_rows("ft", 40, 20)  # FT-L has only f1: it must not shrink MEMLA's sample
+    )
+    summary = sweep_summary(rows).set_index("config")
+    assert summary.loc["memla", "facts"] == 2 and summary.loc["ft", "facts"] == 1
+    assert summary.loc["memla", "avg_ES_known"] == pytest.approx(200 / 3)  # f1 fr, de 50; f2 fr 100

@@ -30,10 +30,14 @@ def common_facts(rows: pd.DataFrame) -> set[str]:
 def sweep_summary(results: pd.DataFrame, source: str = "en", same_facts: bool = True) -> pd.DataFrame:
     """One row per configuration (the ``method`` column of the rows), edits written in ``source``:
     source-language ES, cross-lingual averages (raw and on known pairs) and seconds per edit.
-    ``same_facts`` keeps only the facts every configuration has finished (``common_facts``)."""
+    ``same_facts`` keeps, per method, only the facts every configuration of that method has
+    finished (``common_facts``): the rule compares a method's configurations with each other, so
+    one method's slow configurations do not shrink another method's sample."""
     rows = results[results["source_lang"] == source]
     if same_facts and not rows.empty:
-        rows = rows[rows["fact_id"].isin(common_facts(rows))]
+        kept = [group[group["fact_id"].isin(common_facts(group))]
+                for _, group in rows.groupby(rows["method"].map(base_method), sort=False)]
+        rows = pd.concat(kept) if kept else rows.iloc[0:0]
     if rows.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     changes = change_table(rows)

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="instead of the full grid, N distinct grid points per method (seeded by --sweep-seed)")
     parser.add_argument("--sweep-seed", type=int, default=0, help="seed of the random search (default 0)")
     parser.add_argument("--summary-source", default="en", help="source language the summary is computed for")
+    parser.add_argument("--report-only", action="store_true",
+                        help="compute nothing: print the summary, Pareto front and choice of the rows already in --out "
+                        "(e.g. after stopping a sweep)")
     parser.set_defaults(run=run)
 
 
@@ -74,6 +77,12 @@ def _group_bar(config):
 
 def run(args: argparse.Namespace) -> int:
     config = sweep_config(args)
+    if args.report_only:
+        if not config.out.exists():
+            raise ValueError(f"{config.out} does not exist: run the sweep first (without --report-only).")
+        results = read_all(config.out)
+        print_sweep(results[results["method"].isin(config.methods)], args.summary_source, config.out)
+        return 0
     check_results_path(config.out)
     dataset = load_dataset_arg(config.dataset, args.strict)
     counts = configs_per_method(config.methods)
