@@ -51,3 +51,13 @@ def test_bench_and_edit_take_the_preset(tiny_models, monkeypatch):
         from memla_core.cli.sweep import sweep_config
 
         sweep_config(build_parser().parse_args(["sweep", "--grid", "memla.lr=0.1", "--preset", "tuned"]))
+
+
+def test_tuned_layers_are_relative_depths_made_absolute_per_model(tiny_models, monkeypatch):
+    lm = tiny_models["llama"]
+    last = lm.num_layers - 1
+    monkeypatch.setitem(presets.TUNED, presets.model_type(lm), {
+        "ft": {"layer": 1.0, "lr": 0.01}, "memit": {"layers": (0.0, 1.0)},
+    })
+    assert presets.preset_values("ft", lm, "tuned") == {"layer": last, "lr": 0.01}
+    assert default_config("memit", lm, preset="tuned").layers == (0, last)  # the listed layers, not a range

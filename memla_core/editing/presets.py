@@ -14,13 +14,20 @@ from typing import Any, Mapping
 PRESETS: tuple[str, ...] = ("tuned", "paper")
 
 TUNED: dict[str, dict[str, dict[str, Any]]] = {
-    # Gemma 3 270M (the default model): rule dev-v1 on the dev sweep of 2026-12-02 (docs/tuning.md).
-    "gemma3_text": {"memla": {"coefficient": 1.0, "locality_weight": 1.0}},
+    # Gemma 3 270M (the default model): rule dev-v1 on sweep v2 (docs/tuning.md, 2026-12-02).
+    # MEMLA: no configuration passed the rule's step 1 (the default included), so none is stored.
+    "gemma3_text": {
+        "ft": {"layer": 14 / 17, "lr": 1e-3, "norm_constraint": 5e-3},
+        "ike": {"demonstrations": 1},
+    },
 }
-"""model_type -> method -> {dotted field: value}; filled from docs/tuning.md's chosen presets."""
+"""model_type -> method -> {dotted field: value}; filled from docs/tuning.md's chosen presets.
+Layer fields (``hparams.LAYER_FIELDS``) hold relative depths, as in ``hparams.FAMILY_DEFAULTS``,
+so that another size of the same model type gets the same depth, not the same index."""
 
 TUNED_PROVENANCE: dict[str, str] = {
-    "gemma3_text": "chosen by rule dev-v1 on 3 dev facts × 12 configurations, 2026-12-02; docs/tuning.md",
+    "gemma3_text": "chosen by rule dev-v1 on sweep v2 (MEMLA, FT-L, IKE: 4-5 dev facts × 12 configurations; "
+    "ROME, MEMIT: 2 dev facts), 2026-12-02; docs/tuning.md",
 }
 """model_type -> one line saying where its tuned values come from (shown by the CLI and the app)."""
 
@@ -35,7 +42,21 @@ def preset_values(method: str, lm, preset: str = "paper") -> Mapping[str, Any]:
         raise ValueError(f"Unknown preset '{preset}'; choose one of {', '.join(PRESETS)}.")
     if preset == "paper":
         return {}
-    return dict(TUNED.get(model_type(lm), {}).get(method, {}))
+    values = dict(TUNED.get(model_type(lm), {}).get(method, {}))
+    return {path: _absolute(path, value, lm) for path, value in values.items()}
+
+
+def _absolute(path: str, value: Any, lm) -> Any:
+    """Relative depths of layer fields as this model's layer indices (``hparams.layer_index``);
+    a tuple lists the edited layers one by one (not a (first, last) range as in the family table),
+    as the sweep's ``memit.layers=2+4`` did."""
+    from .hparams import LAYER_FIELDS, layer_index
+
+    if path not in LAYER_FIELDS:
+        return value
+    if isinstance(value, tuple):
+        return tuple(layer_index(v, lm.num_layers) for v in value)
+    return layer_index(value, lm.num_layers)
 
 
 def has_tuned(method: str, lm) -> bool:
