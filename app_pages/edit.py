@@ -5,6 +5,7 @@ import streamlit as st
 from app_support import state
 from app_support.edit_panel import default_targets, free_text, revert, run_edits, show_outcomes
 from app_support.forms import method_settings, preset_choice
+from app_support.mend_panel import mend_section
 from app_support.sidebar import method_title
 from app_support.widgets import bound, errors_shown, language_select, require_fact, require_model, show_notice
 from memla_core.editing import METHODS
@@ -36,11 +37,12 @@ with st.expander("Settings", icon=":material/tune:"):
             preset_choice(method, lm)
             configs[method] = method_settings(method, fact)
 
+mend_ready = mend_section(lm, configs)  # MEND's hypernetwork: trained, or a button that trains it
 outcomes = state.edits()
 apply_col, revert_col = st.columns(2)
-ready = bool(methods) and bool(targets) and len(configs) == len(methods)
+ready = bool(methods) and bool(targets) and len(configs) == len(methods) and mend_ready
 if apply_col.button("Apply again (replaces your edit)" if outcomes else "Apply edit", type="primary", disabled=not ready, icon=":material/play_arrow:",
-                    help=None if ready else "Choose at least one method and one target language (and fix the settings)."):
+                    help=None if ready else "Choose at least one method and one target language (and fix the settings, or train MEND)."):
     run_edits(lm, fact, source, targets, configs)
 revert_col.button("Revert edit", disabled=not outcomes, on_click=revert, icon=":material/undo:",
                   help="Forget this session's edit: answers come from the unedited model again.")
