@@ -19,6 +19,7 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
     "gemma3_text": {
         "ft": {"layer": 14 / 17, "lr": 1e-3, "norm_constraint": 5e-3},
         "ike": {"demonstrations": 1},
+        "rome": {"layer": 4 / 17, "clamp_norm_factor": 8.0},
     },
 }
 """model_type -> method -> {dotted field: value}; filled from docs/tuning.md's chosen presets.
