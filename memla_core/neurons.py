@@ -31,6 +31,7 @@ from captum.attr import IntegratedGradients
 from captum.attr._utils.approximation_methods import approximation_parameters
 
 from .data.schema import Fact
+from .fields import described
 from .hooks import trace
 from .models import LoadedModel
 from .paths import cache_dir
@@ -46,64 +47,42 @@ ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
 class NeuronConfig:
     """Integrated-gradients settings; defaults from docs/method.md §1 (the authors' code)."""
 
-    steps: int = field(
-        default=20,
-        metadata={
-            "label": "IG steps m",
-            "help": "m: Riemann steps of integrated gradients (paper: 20); fewer are faster and coarser.",
-        },
+    steps: int = described(
+        20, "m: Riemann steps of integrated gradients (paper: 20); fewer are faster and coarser.", label="IG steps m"
     )
-    baseline: Literal["eos", "zero"] = field(
-        default="eos",
-        metadata={
-            "label": "IG baseline",
-            "help": "eos: each token replaced by end-of-sequence, averaged (authors' code); zero: all-zero "
-            "activation.",
-        },
+    baseline: Literal["eos", "zero"] = described(
+        "eos",
+        "eos: each token replaced by end-of-sequence, averaged (authors' code); zero: all-zero activation.",
+        label="IG baseline",
     )
-    threshold: float = field(
-        default=0.3,
-        metadata={
-            "label": "Threshold",
-            "help": "A prompt keeps the neurons whose attribution exceeds this share of its largest one (paper: "
-            "0.3).",
-        },
+    threshold: float = described(
+        0.3,
+        "A prompt keeps the neurons whose attribution exceeds this share of its largest one (paper: 0.3).",
+        label="Threshold",
     )
-    independent_languages: tuple[str, ...] = field(
-        default=("en", "zh", "fr"),
-        metadata={
-            "help": "Languages whose neuron sets are intersected into the language-independent neurons (authors' "
-            "code: en, zh, fr).",
-        },
+    independent_languages: tuple[str, ...] = described(
+        ("en", "zh", "fr"),
+        "Languages whose neuron sets are intersected into the language-independent neurons (authors' "
+        "code: en, zh, fr).",
     )
-    use_paraphrases: bool = field(
-        default=True,
-        metadata={
-            "help": "Attribute the paraphrases of the edit prompt too, not only the edit prompt.",
-        },
+    use_paraphrases: bool = described(
+        True, "Attribute the paraphrases of the edit prompt too, not only the edit prompt."
     )
-    max_batch_rows: int = field(
-        default=0, metadata={"help": "Rows per forward pass; 0 = sized from the vocabulary."},
-    )
+    max_batch_rows: int = described(0, "Rows per forward pass; 0 = sized from the vocabulary.")
     # Authors'-code switches (docs/implementation.md, "Reproducing the authors"):
     # IG multiplier: "difference" = (w − w′)·∫∂P (the IG definition, memla's default);
     # "activation" = w·∫∂P, as the released code multiplies by the real activation.
-    ig_multiplier: Literal["difference", "activation"] = field(
-        default="difference",
-        metadata={
-            "help": "difference = (w − w′)·∫∂P, the IG definition (memla's default); activation = w·∫∂P, as the "
-            "released code.",
-        },
+    ig_multiplier: Literal["difference", "activation"] = described(
+        "difference",
+        "difference = (w − w′)·∫∂P, the IG definition (memla's default); activation = w·∫∂P, as the released code.",
     )
     # Where a neuron's activation is read and patched: "down_input" = the down projection's input
     # (memla's default); "up_output" = the up projection's output before the nonlinearity (the
     # released code, e.g. GPT-2's c_fc). The edited neurons are the same intermediate indices.
-    activation_site: Literal["down_input", "up_output"] = field(
-        default="down_input",
-        metadata={
-            "help": "Where a neuron is read and patched: down_input = the down projection's input (default); "
-            "up_output = the up projection's output before the nonlinearity (the released code).",
-        },
+    activation_site: Literal["down_input", "up_output"] = described(
+        "down_input",
+        "Where a neuron is read and patched: down_input = the down projection's input (default); "
+        "up_output = the up projection's output before the nonlinearity (the released code).",
     )
 
     def __post_init__(self) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import pandas as pd
 
 from ..editing.base import Edit
+from ..fields import described
 from ..models import LoadedModel
 from .drift import DriftReference, build_reference, drift_per_position
 from .items import TASKS, ProbeSet
@@ -28,11 +29,11 @@ from .probe import ItemResult, score_items
 class AbilityConfig:
     """What to measure. Defaults: the whole bundled probe and every sentence."""
 
-    languages: tuple[str, ...] | None = field(default=None, metadata={"help": "languages to measure (None: all)"})
-    items_per_task: int | None = field(default=None, metadata={"help": "first N items of each task per language"})
-    sentences_per_language: int | None = field(default=None, metadata={"help": "first N ordinary sentences per language"})
-    top_k: int = field(default=1024, metadata={"help": "tokens kept per position of the drift reference"})
-    batch_size: int = field(default=16, metadata={"help": "sequences per forward pass"})
+    languages: tuple[str, ...] | None = described(None, "languages to measure (None: all)")
+    items_per_task: int | None = described(None, "first N items of each task per language")
+    sentences_per_language: int | None = described(None, "first N ordinary sentences per language")
+    top_k: int = described(1024, "tokens kept per position of the drift reference")
+    batch_size: int = described(16, "sequences per forward pass")
 
     def __post_init__(self) -> None:
         for name in ("items_per_task", "sentences_per_language"):

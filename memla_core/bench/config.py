@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..editing import registry
 from ..editing.registry import METHODS, STEPS_ALIAS, ConfigFieldError, MethodSpec, build_editor, has_field, method_spec
+from ..fields import converted, described, optional
 from ..models import LoadedModel, ModelSpec
 
 
@@ -22,62 +23,57 @@ class BenchConfigError(ValueError):
     """A benchmark setting that cannot work; the message names the setting and the fix."""
 
 
+@converted(
+    out=Path,
+    methods=lambda names: tuple(canonical_method(m) for m in names),
+    source_languages=tuple,
+    fact_ids=lambda ids: tuple(str(f) for f in ids),
+    target_languages=optional(tuple),
+)
 @dataclass(frozen=True)
 class BenchConfig:
-    """One benchmark run: which model, facts, methods and languages, and where rows go."""
+    """One benchmark run: which model, facts, methods and languages, and where rows go. Given
+    values are normalised first: method names canonical (``MEMLA:wo-lsm`` -> ``memla:w/o LSM``),
+    sequences tuples, ``out`` a Path."""
 
-    model: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "model to edit"})
-    dataset: str = field(default="bundled", metadata={"help": "'bundled' or an MKEB JSON file"})
-    methods: tuple[str, ...] = field(
-        default=("memla",), metadata={"help": "registry names, optionally 'memla:<Table 5 variant>'"}
+    model: ModelSpec = described(help="model to edit", factory=ModelSpec)
+    dataset: str = described("bundled", "'bundled' or an MKEB JSON file")
+    methods: tuple[str, ...] = described(("memla",), "registry names, optionally 'memla:<Table 5 variant>'")
+    source_languages: tuple[str, ...] = described(("en",), "edit languages")
+    target_languages: tuple[str, ...] | None = described(
+        None, "evaluation languages; None = every language of each fact"
     )
-    source_languages: tuple[str, ...] = field(default=("en",), metadata={"help": "edit languages"})
-    target_languages: tuple[str, ...] | None = field(
-        default=None, metadata={"help": "evaluation languages; None = every language of each fact"}
+    fact_ids: tuple[str, ...] = described((), "only these facts, in this order")
+    split: str = described("all", "dev, test or all facts (data/splits.py, docs/tuning.md)")
+    per_relation: int | None = described(None, "only the first k facts of each relation of the split (its hash order)")
+    limit: int | None = described(None, "at most this many facts (after fact_ids)")
+    seed: int = described(0, "seeds torch before every edit and configs with a seed")
+    common_overrides: Mapping[str, Any] = described(
+        help="dotted field -> value, applied to every method config that has the field", factory=dict
     )
-    fact_ids: tuple[str, ...] = field(default=(), metadata={"help": "only these facts, in this order"})
-    split: str = field(default="all", metadata={"help": "dev, test or all facts (data/splits.py, docs/tuning.md)"})
-    per_relation: int | None = field(
-        default=None, metadata={"help": "only the first k facts of each relation of the split (its hash order)"}
+    method_overrides: Mapping[str, Mapping[str, Any]] = described(
+        help="method name (or base name) -> {dotted field: value}; unknown fields are errors. "
+        "'*' applies to every method that has the field",
+        factory=dict,
     )
-    limit: int | None = field(default=None, metadata={"help": "at most this many facts (after fact_ids)"})
-    seed: int = field(default=0, metadata={"help": "seeds torch before every edit and configs with a seed"})
-    common_overrides: Mapping[str, Any] = field(
-        default_factory=dict,
-        metadata={"help": "dotted field -> value, applied to every method config that has the field"},
+    out: Path = described(Path("results.csv"), "results CSV, appended to as it goes")
+    parquet: bool = described(False, "also write the merged results as .parquet")
+    overwrite: bool = described(False, "discard earlier rows instead of resuming")
+    preset: str = described(
+        "paper",
+        "defaults every method starts from: 'paper' or 'tuned' (editing/presets.py); sweeps use "
+        "'paper', so that a configuration's name says everything it changes",
     )
-    method_overrides: Mapping[str, Mapping[str, Any]] = field(
-        default_factory=dict,
-        metadata={
-            "help": "method name (or base name) -> {dotted field: value}; unknown fields are errors. "
-            "'*' applies to every method that has the field"
-        },
+    known_only: bool = described(
+        False,
+        "skip (fact, source) pairs whose source-language fact the unedited model does not know "
+        "(greedy decoding misses the true answer; memla_core.knowledge)",
     )
-    out: Path = field(default=Path("results.csv"), metadata={"help": "results CSV, appended to as it goes"})
-    parquet: bool = field(default=False, metadata={"help": "also write the merged results as .parquet"})
-    overwrite: bool = field(default=False, metadata={"help": "discard earlier rows instead of resuming"})
-    preset: str = field(
-        default="paper",
-        metadata={"help": "defaults every method starts from: 'paper' or 'tuned' (editing/presets.py); sweeps use "
-                  "'paper', so that a configuration's name says everything it changes"},
-    )
-    known_only: bool = field(
-        default=False,
-        metadata={"help": "skip (fact, source) pairs whose source-language fact the unedited model does not know "
-                  "(greedy decoding misses the true answer; memla_core.knowledge)"},
-    )
-    barrier_timeout_s: float = field(
-        default=24 * 3600.0,
-        metadata={"help": "how long processes wait for each other (shards finish at different times)"},
+    barrier_timeout_s: float = described(
+        24 * 3600.0, "how long processes wait for each other (shards finish at different times)"
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "out", Path(self.out))
-        object.__setattr__(self, "methods", tuple(canonical_method(m) for m in self.methods))
-        object.__setattr__(self, "source_languages", tuple(self.source_languages))
-        object.__setattr__(self, "fact_ids", tuple(str(f) for f in self.fact_ids))
-        if self.target_languages is not None:
-            object.__setattr__(self, "target_languages", tuple(self.target_languages))
         if not self.methods:
             raise BenchConfigError("BenchConfig.methods is empty; name at least one method, e.g. 'memla'.")
         if len(set(self.methods)) != len(self.methods):

@@ -21,13 +21,14 @@ too, so a new layer costs one forward pass, not another round of generation.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..fields import described
 from ..hooks import trace
 from ..models import LoadedModel
 from ..paths import cache_dir
@@ -61,22 +62,16 @@ class StatsConfig:
     laptop CPU cannot afford that many self-generated ones, hence a few hundred short ones
     plus the ``regulariser``."""
 
-    samples: int = field(
-        default=256,
-        metadata={
-            "help": "Generated texts the key covariance is estimated from (cycled over the seed prompts).",
-        },
+    samples: int = described(
+        256, "Generated texts the key covariance is estimated from (cycled over the seed prompts)."
     )
-    max_new_tokens: int = field(default=24, metadata={"help": "Length of each generated text, in tokens."})
-    seed: int = field(default=0, metadata={"help": "Sampling seed of the texts."})
-    batch_size: int = field(default=64, metadata={"help": "Texts generated per batch."})
-    top_k: int = field(
-        default=50,
-        metadata={
-            "help": "Sampling from the top k tokens: diverse text, but not the long tail of a large vocabulary.",
-        },
+    max_new_tokens: int = described(24, "Length of each generated text, in tokens.")
+    seed: int = described(0, "Sampling seed of the texts.")
+    batch_size: int = described(64, "Texts generated per batch.")
+    top_k: int = described(
+        50, "Sampling from the top k tokens: diverse text, but not the long tail of a large vocabulary."
     )
-    regulariser: float = field(default=1e-2, metadata={"help": "λ in C + λ·(tr C / d)·I."})
+    regulariser: float = described(1e-2, "λ in C + λ·(tr C / d)·I.")
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:

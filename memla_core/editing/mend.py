@@ -20,13 +20,14 @@ import logging
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from ..fields import converted, described, optional
 from ..hooks import as_rows as rows_view
 from .. import hooks
 from ..models import LoadedModel
@@ -45,25 +46,21 @@ HYPERNETWORK_FILE = "hypernetwork.pt"
 TRAINING_FILE = "training_state.pt"
 
 
+@converted(layers=optional(lambda layers: tuple(int(l) for l in layers)), modules=tuple)
 @dataclass(frozen=True)
 class MendConfig:
     """Which weights MEND edits; the trained checkpoint must have been trained for the same ones
     (the editor networks' own shape, e.g. their rank, is a training choice: ``MendTrainConfig``)."""
 
-    layers: tuple[int, ...] | None = field(
-        default=None, metadata={"help": "Edited blocks; None: the last few, per family (hparams.FAMILY_DEFAULTS)."}
+    layers: tuple[int, ...] | None = described(
+        None, "Edited blocks; None: the last few, per family (hparams.FAMILY_DEFAULTS)."
     )
-    modules: tuple[MendModule, ...] = field(
-        default=("up_proj", "down_proj"), metadata={"help": "MLP projections edited in each block (MEND: both)."}
+    modules: tuple[MendModule, ...] = described(
+        ("up_proj", "down_proj"), "MLP projections edited in each block (MEND: both)."
     )
-    checkpoint: str = field(
-        default="", metadata={"help": "Folder of the trained hypernetwork; empty: cache_dir()/mend/<model key>/."}
-    )
+    checkpoint: str = described("", "Folder of the trained hypernetwork; empty: cache_dir()/mend/<model key>/.")
 
     def __post_init__(self) -> None:
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(int(l) for l in self.layers))
-        object.__setattr__(self, "modules", tuple(self.modules))
         bad = [m for m in self.modules if m not in ("up_proj", "down_proj")]
         if bad or not self.modules:
             raise ValueError(f"MendConfig.modules={list(self.modules)}: choose from up_proj, down_proj.")

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 from ..data.schema import Fact
+from ..fields import described
 from ..models import LoadedModel
 from ..scoring import Completion, encode_completion, project_to_logits
 from .hparams import resolve
@@ -64,26 +65,22 @@ class MendTrainConfig:
     """How the hypernetwork is trained. MEND's values where they fit a CPU budget; ``lr`` is
     larger than MEND's 1e-6, which was meant for ~10⁵ steps on a GPU, not a few hundred."""
 
-    mend: MendConfig = field(default_factory=MendConfig, metadata={"help": "the hypernetwork being trained"})
-    steps: int = field(default=600, metadata={"help": "Edits to train on (one per step)."})
-    rank: int = field(default=1920, metadata={"help": "Rank of each low-rank editor layer (MEND: 1920)."})
-    n_hidden: int = field(default=1, metadata={"help": "Hidden layers of the editor MLP (MEND: 1)."})
-    lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of the editor networks (MEND: 1e-6)."})
-    lr_lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of the step sizes η (MEND: 1e-4)."})
-    edit_lr: float = field(default=1e-4, metadata={"help": "Initial step size η of every weight (MEND: 1e-4)."})
-    edit_weight: float = field(default=0.1, metadata={"help": "c_edit, weight of the edit loss (MEND: 0.1)."})
-    locality_weight: float = field(default=1.0, metadata={"help": "c_loc, weight of the KL locality loss (MEND: 1)."})
-    grad_clip: float = field(default=100.0, metadata={"help": "Gradient-norm clip of each step (MEND: 100)."})
-    paraphrases: bool = field(
-        default=True, metadata={"help": "Edit loss also on the fact's paraphrases (MEND's equivalence neighbourhood)."}
-    )
-    locality_texts: int = field(default=24, metadata={"help": "Ordinary texts generated once for the locality loss."})
-    locality_tokens: int = field(default=24, metadata={"help": "Generated tokens per locality text."})
-    locality_batch: int = field(
-        default=1, metadata={"help": "Locality texts per step (the full-vocabulary KL is most of a step's cost)."}
-    )
-    seed: int = field(default=0, metadata={"help": "Seeds the order of edits and the locality texts."})
-    save_every: int = field(default=50, metadata={"help": "Steps between resumable checkpoints."})
+    mend: MendConfig = described(help="the hypernetwork being trained", factory=MendConfig)
+    steps: int = described(600, "Edits to train on (one per step).")
+    rank: int = described(1920, "Rank of each low-rank editor layer (MEND: 1920).")
+    n_hidden: int = described(1, "Hidden layers of the editor MLP (MEND: 1).")
+    lr: float = described(1e-4, "Adam learning rate of the editor networks (MEND: 1e-6).")
+    lr_lr: float = described(1e-4, "Adam learning rate of the step sizes η (MEND: 1e-4).")
+    edit_lr: float = described(1e-4, "Initial step size η of every weight (MEND: 1e-4).")
+    edit_weight: float = described(0.1, "c_edit, weight of the edit loss (MEND: 0.1).")
+    locality_weight: float = described(1.0, "c_loc, weight of the KL locality loss (MEND: 1).")
+    grad_clip: float = described(100.0, "Gradient-norm clip of each step (MEND: 100).")
+    paraphrases: bool = described(True, "Edit loss also on the fact's paraphrases (MEND's equivalence neighbourhood).")
+    locality_texts: int = described(24, "Ordinary texts generated once for the locality loss.")
+    locality_tokens: int = described(24, "Generated tokens per locality text.")
+    locality_batch: int = described(1, "Locality texts per step (the full-vocabulary KL is most of a step's cost).")
+    seed: int = described(0, "Seeds the order of edits and the locality texts.")
+    save_every: int = described(50, "Steps between resumable checkpoints.")
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.save_every < 1:

@@ -22,8 +22,9 @@ The steps MEMIT and PMET share with ROME (rows, key capture, value optimisation,
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
+from ..fields import described
 from ..models import LoadedModel
 from .base import Edit, EditRequest, StepFn
 from .hparams import resolve
@@ -47,13 +48,11 @@ from .locate import (
 class RomeConfig:
     """ROME hyperparameters; defaults from the authors' ``ROME/gpt2-xl.json`` (Meng et al. 2022)."""
 
-    layer: int | None = field(
-        default=None,
-        metadata={
-            "label": "Layer",
-            "help": "Layer whose MLP down projection gets the rank-one update; empty = per-architecture default "
-            "(hparams.FAMILY_DEFAULTS).",
-        },
+    layer: int | None = described(
+        None,
+        "Layer whose MLP down projection gets the rank-one update; empty = per-architecture default "
+        "(hparams.FAMILY_DEFAULTS).",
+        label="Layer",
     )
     v_lr: float = value_field("v_lr", 0.5)
     v_steps: int = value_field("v_steps", 20, "ROME calls it v_num_grad_steps.")
