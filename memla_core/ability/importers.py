@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from ..data.importers._common import importer_for, per_language_notes
 from ..data.loader import DatasetError
 from .items import NLI_LABELS, ProbeItem, ProbeSet, Templates, load_templates
 
@@ -174,9 +175,7 @@ def import_xnli(path: str | Path) -> ProbeSet:
     notes = [f"{len(rows)} XNLI rows read; {len(items)} imported as two-way NLI items in "
              f"{', '.join(sorted({i.language for i in items})) or 'no language'}.",
              "Labels mapped to two-way: " + ", ".join(f"{k} {three_way[k]}" for k in _THREE_WAY) + "."]
-    if skipped:
-        notes.append("Rows in languages without a memla template skipped: "
-                     + ", ".join(f"{k} {n}" for k, n in skipped.most_common()) + ".")
+    notes += per_language_notes([(skipped, "Rows in languages without a memla template skipped")])
     return _finish(items, problems, source, f"XNLI ({path.name})", notes)
 
 
@@ -190,7 +189,4 @@ IMPORTERS: dict[str, Callable[[str | Path], ProbeSet]] = {
 
 def import_probe(fmt: str, path: str | Path) -> ProbeSet:
     """Import ``path`` in format ``fmt`` (a key of ``IMPORTERS``, case-insensitive)."""
-    importer = IMPORTERS.get(fmt.strip().lower())
-    if importer is None:
-        raise ValueError(f"Unknown probe format '{fmt}'; available formats: {', '.join(IMPORTERS)}.")
-    return importer(path)
+    return importer_for(IMPORTERS, fmt, "probe")(path)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..loader import MKEBDataset
+from ._common import importer_for
 from .counterfact import import_counterfact
 from .mlake import import_mlake
 from .mzsre import import_mzsre
@@ -25,10 +26,7 @@ IMPORTERS: dict[str, Callable[[str | Path], MKEBDataset]] = {
 
 def import_dataset(fmt: str, path: str | Path) -> MKEBDataset:
     """Import ``path`` in format ``fmt`` (a key of ``IMPORTERS``, case-insensitive)."""
-    importer = IMPORTERS.get(fmt.strip().lower())
-    if importer is None:
-        raise ValueError(f"Unknown dataset format '{fmt}'; available formats: {', '.join(IMPORTERS)}.")
-    return importer(path)
+    return importer_for(IMPORTERS, fmt, "dataset")(path)
 
 
 __all__ = ["IMPORTERS", "import_counterfact", "import_dataset", "import_mlake", "import_mzsre"]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from ..loader import DatasetError, MKEBDataset, load_mkeb
 
 logger = logging.getLogger("memla_core.data.importers")
+T = TypeVar("T")
 
 
 def read_json(path: Path, source: str) -> Any:
@@ -76,14 +78,65 @@ def sample_ids(ids: Iterable[object], limit: int = 10) -> str:
     return shown + (f", … ({len(ids)} in all)" if len(ids) > limit else "")
 
 
-def skip_notes(skipped_blocks: list, dropped_records: list) -> list[str]:
-    """Notes shared by importers that skip unusable language blocks and empty records."""
-    notes = []
-    if skipped_blocks:
-        notes.append(f"{len(skipped_blocks)} unusable language blocks skipped: {sample_ids(skipped_blocks)}.")
-    if dropped_records:
-        notes.append(f"{len(dropped_records)} records dropped (no usable block): {sample_ids(dropped_records)}.")
-    return notes
+def importer_for(importers: Mapping[str, Callable[..., T]], fmt: str, kind: str) -> Callable[..., T]:
+    """The importer of format ``fmt`` (case-insensitive); an unknown one is an error listing the
+    ``kind`` formats there are (fact datasets here, probe sets in ``ability.importers``)."""
+    importer = importers.get(fmt.strip().lower())
+    if importer is None:
+        raise ValueError(f"Unknown {kind} format '{fmt}'; available formats: {', '.join(importers)}.")
+    return importer
+
+
+def per_language_notes(counted: Iterable[tuple[Counter[str], str]]) -> list[str]:
+    """``(counts, text)`` -> ``"<text>: de 3, fr 1."`` for every count that is not empty."""
+    return [f"{text}: {by_language(counts)}." for counts, text in counted if counts]
+
+
+def keyed_record(
+    raw: Any, index: int, key: str, expected: str, problems: list[str], hint: str = ""
+) -> tuple[Any, str] | None:
+    """``(raw[key], "record <id> (#<index>)")`` of a record that is an object with ``key``;
+    otherwise None, with a problem naming what was ``expected`` (``hint`` follows a missing key)."""
+    if not isinstance(raw, dict):
+        problems.append(f"record #{index}: expected an object with {expected}, got {type(raw).__name__}")
+        return None
+    if key not in raw:
+        problems.append(f"record #{index}: missing '{key}'{hint}")
+        return None
+    return raw[key], f"record {raw[key]} (#{index})"
+
+
+@dataclass
+class BlockFallbacks:
+    """What every importer of per-language blocks counts: blocks imported, language codes mapped
+    to ISO 639-1, blocks skipped and records dropped. Importers add their own counts."""
+
+    blocks: int = 0
+    renamed: set[str] = field(default_factory=set)
+    skipped_blocks: list[str] = field(default_factory=list)
+    dropped_records: list[str] = field(default_factory=list)
+
+    def iso(self, code: str, to_iso: Mapping[str, str]) -> str:
+        """``code`` as ISO 639-1 (``to_iso`` lists the dataset's codes that are not), noting a change."""
+        iso = to_iso.get(code, code)
+        if iso != code:
+            self.renamed.add(f"{code}→{iso}")
+        return iso
+
+    def around(self, first: list[str], rest: list[str]) -> list[str]:
+        """The importer's own notes (``first``, then ``rest``) with the shared ones: codes mapped
+        after ``first``, skipped blocks and dropped records last."""
+        notes = list(first)
+        if self.renamed:
+            notes.append(f"Language codes mapped to ISO 639-1: {', '.join(sorted(self.renamed))}.")
+        notes += rest
+        if self.skipped_blocks:
+            notes.append(f"{len(self.skipped_blocks)} unusable language blocks skipped: {sample_ids(self.skipped_blocks)}.")
+        if self.dropped_records:
+            notes.append(
+                f"{len(self.dropped_records)} records dropped (no usable block): {sample_ids(self.dropped_records)}."
+            )
+        return notes
 
 
 def validated(records: list[dict], name: str, notes: list[str]) -> MKEBDataset:

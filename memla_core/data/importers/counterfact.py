@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..loader import DatasetError, MKEBDataset
-from ._common import read_json_list, string_field, string_list_field, validated
+from ._common import keyed_record, read_json_list, string_field, string_list_field, validated
 
 LANGUAGE = "en"
 
@@ -57,16 +57,10 @@ def import_counterfact(path: str | Path) -> MKEBDataset:
 
 
 def _convert(raw: Any, index: int, problems: list[str], counts: Counter[str]) -> dict | None:
-    if not isinstance(raw, dict):
-        problems.append(
-            f"record #{index}: expected an object with 'case_id' and 'requested_rewrite', got {type(raw).__name__}"
-        )
+    keyed = keyed_record(raw, index, "case_id", "'case_id' and 'requested_rewrite'", problems)
+    if keyed is None:
         return None
-    if "case_id" not in raw:
-        problems.append(f"record #{index}: missing 'case_id'")
-        return None
-    case_id = raw["case_id"]
-    where = f"record {case_id} (#{index})"
+    case_id, where = keyed
     start = len(problems)
     rewrite = raw.get("requested_rewrite")
     if not isinstance(rewrite, dict):

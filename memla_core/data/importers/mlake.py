@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from ..loader import DatasetError, MKEBDataset
-from ._common import by_language, read_json_list, skip_notes, string_field, string_list_field, validated
+from ._common import (
+    BlockFallbacks,
+    per_language_notes,
+    read_json_list,
+    string_field,
+    string_list_field,
+    validated,
+)
 
 MLAKE_TO_ISO: dict[str, str] = {"jp": "ja"}
 """MLaKE file-name codes that are not ISO 639-1; every other code is kept."""
@@ -37,12 +44,8 @@ _SUFFIX = "_qa.json"
 
 
 @dataclass
-class _Fallbacks:
-    blocks: int = 0
-    renamed: set[str] = field(default_factory=set)
+class _Fallbacks(BlockFallbacks):
     no_true: Counter[str] = field(default_factory=Counter)
-    skipped_blocks: list[str] = field(default_factory=list)
-    dropped_records: list[str] = field(default_factory=list)
     hop_questions: Counter[str] = field(default_factory=Counter)
     hop_english_match: Counter[str] = field(default_factory=Counter)
     hop_unmatched: Counter[str] = field(default_factory=Counter)
@@ -51,7 +54,7 @@ class _Fallbacks:
     hop_orphan_files: list[str] = field(default_factory=list)
 
     def notes(self, read: int, imported: int) -> list[str]:
-        notes = [
+        first = [
             f"{read} MLaKE single-hop records per language read; {imported} imported with "
             f"{self.blocks} language blocks.",
             f"Subject unknown in MLaKE: the question is used as edit prompt (no '{{}}') and as subject "
@@ -59,31 +62,21 @@ class _Fallbacks:
             "No paraphrase or neighborhood prompts: MLaKE's o_prompt/e_prompt are statements that contain "
             "the answer, and MLaKE has no locality data.",
         ]
-        if self.renamed:
-            notes.append(f"Language codes mapped to ISO 639-1: {', '.join(sorted(self.renamed))}.")
-        if self.no_true:
-            notes.append(f"Empty o_answer, so target_true unknown: {by_language(self.no_true)}.")
-        if self.hop_questions:
-            notes.append(f"Multi-hop questions kept: {by_language(self.hop_questions)}.")
-        if self.hop_english_match:
-            notes.append(
-                "Multi-hop questions matched to their edit through the English e_prompt: "
-                f"{by_language(self.hop_english_match)}."
-            )
-        if self.hop_unmatched:
-            notes.append(f"Multi-hop questions whose e_prompt names no single-hop edit, dropped: "
-                         f"{by_language(self.hop_unmatched)}.")
-        if self.hop_other_answer:
-            notes.append(
-                "Multi-hop questions dropped because an earlier question of the same edit has another "
-                f"answer (MKEB keeps one): {by_language(self.hop_other_answer)}."
-            )
-        if self.hop_empty:
-            notes.append(f"Multi-hop questions with an empty question or answer, dropped: "
-                         f"{by_language(self.hop_empty)}.")
+        rest = per_language_notes([
+            (self.no_true, "Empty o_answer, so target_true unknown"),
+            (self.hop_questions, "Multi-hop questions kept"),
+            (self.hop_english_match, "Multi-hop questions matched to their edit through the English e_prompt"),
+            (self.hop_unmatched, "Multi-hop questions whose e_prompt names no single-hop edit, dropped"),
+            (
+                self.hop_other_answer,
+                "Multi-hop questions dropped because an earlier question of the same edit has another answer "
+                "(MKEB keeps one)",
+            ),
+            (self.hop_empty, "Multi-hop questions with an empty question or answer, dropped"),
+        ])
         if self.hop_orphan_files:
-            notes.append(f"Ignored (no single-hop file of that language): {', '.join(self.hop_orphan_files)}.")
-        return notes + skip_notes(self.skipped_blocks, self.dropped_records)
+            rest.append(f"Ignored (no single-hop file of that language): {', '.join(self.hop_orphan_files)}.")
+        return self.around(first, rest)
 
 
 def import_mlake(path: str | Path) -> MKEBDataset:
@@ -94,7 +87,7 @@ def import_mlake(path: str | Path) -> MKEBDataset:
     problems: list[str] = []
     parsed: dict[str, list[dict[str, Any] | None]] = {}
     for file in _qa_files(root / "single_hop", prefix=""):
-        iso = _iso(file.name[: -len(_SUFFIX)], fallbacks)
+        iso = fallbacks.iso(file.name[: -len(_SUFFIX)], MLAKE_TO_ISO)
         rows = read_json_list(file, source, "single-hop questions")
         parsed[iso] = [
             _single_hop(row, f"single_hop/{file.name} record #{i}", problems) for i, row in enumerate(rows)
@@ -113,7 +106,7 @@ def import_mlake(path: str | Path) -> MKEBDataset:
 
     hops: dict[str, dict[int, tuple[list[str], str]]] = {}
     for file in _qa_files(root / "multi_hop", prefix="new_", required=False):
-        iso = _iso(file.name[len("new_"): -len(_SUFFIX)], fallbacks)
+        iso = fallbacks.iso(file.name[len("new_"): -len(_SUFFIX)], MLAKE_TO_ISO)
         if iso not in single:
             fallbacks.hop_orphan_files.append(file.name)
             continue
@@ -153,13 +146,6 @@ def _qa_files(folder: Path, prefix: str, required: bool = True) -> list[Path]:
             source=f"MLaKE folder {folder.parent}",
         )
     return []
-
-
-def _iso(code: str, fallbacks: _Fallbacks) -> str:
-    iso = MLAKE_TO_ISO.get(code, code)
-    if iso != code:
-        fallbacks.renamed.add(f"{code}→{iso}")
-    return iso
 
 
 def _single_hop(row: Any, where: str, problems: list[str]) -> dict[str, Any] | None:

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from ..loader import DatasetError, MKEBDataset
-from ._common import by_language, read_json_list, sample_ids, skip_notes, string_field, validated
+from ._common import (
+    BlockFallbacks,
+    keyed_record,
+    per_language_notes,
+    read_json_list,
+    sample_ids,
+    string_field,
+    validated,
+)
 
 MZSRE_TO_ISO: dict[str, str] = {"cz": "cs", "du": "nl"}
 """MzsRE's own language codes that are not ISO 639-1; every other code is kept."""
@@ -30,11 +38,9 @@ _THAI_YEAR = re.compile(r"(?:พ\.ศ\.\s*)?(\d{4})")
 
 
 @dataclass
-class _Fallbacks:
+class _Fallbacks(BlockFallbacks):
     """What the import had to work around, per language (ISO codes)."""
 
-    blocks: int = 0
-    renamed: set[str] = field(default_factory=set)
     subject_not_in_src: Counter[str] = field(default_factory=Counter)
     rephrase_is_src: Counter[str] = field(default_factory=Counter)
     rephrase_empty: Counter[str] = field(default_factory=Counter)
@@ -44,41 +50,34 @@ class _Fallbacks:
     stripped: Counter[str] = field(default_factory=Counter)
     thai_years: list[str] = field(default_factory=list)
     thai_years_with_era: int = 0
-    skipped_blocks: list[str] = field(default_factory=list)
-    dropped_records: list[str] = field(default_factory=list)
 
     def notes(self, read: int, imported: int) -> list[str]:
-        notes = [
+        first = [
             f"{read} MzsRE records read; {imported} imported with {self.blocks} language blocks.",
             "target_true is unknown (None) everywhere: MzsRE has no pre-edit answer.",
             "Edit prompts are MzsRE's questions ('src') as they are, without '{}'.",
         ]
-        if self.renamed:
-            notes.append(f"Language codes mapped to ISO 639-1: {', '.join(sorted(self.renamed))}.")
-        if self.subject_not_in_src:
-            notes.append(
-                "Subject not verbatim in the question (question kept as is; see metadata "
-                f"subject_in_prompt): {by_language(self.subject_not_in_src)}."
-            )
-        if self.rephrase_is_src:
-            notes.append(f"'rephrase' identical to 'src', so no paraphrase: {by_language(self.rephrase_is_src)}.")
-        if self.rephrase_empty:
-            notes.append(f"'rephrase' empty, so no paraphrase: {by_language(self.rephrase_empty)}.")
-        if self.nq_prefix:
-            notes.append(f"'{NQ_PREFIX.strip()}' prefix stripped from 'loc': {by_language(self.nq_prefix)}.")
+        rest = per_language_notes([
+            (
+                self.subject_not_in_src,
+                "Subject not verbatim in the question (question kept as is; see metadata subject_in_prompt)",
+            ),
+            (self.rephrase_is_src, "'rephrase' identical to 'src', so no paraphrase"),
+            (self.rephrase_empty, "'rephrase' empty, so no paraphrase"),
+            (self.nq_prefix, f"'{NQ_PREFIX.strip()}' prefix stripped from 'loc'"),
+        ])
         if self.thai_years:
             era = f" ({self.thai_years_with_era} written with 'พ.ศ.')" if self.thai_years_with_era else ""
-            notes.append(
+            rest.append(
                 f"th: {len(self.thai_years)} Buddhist-era years in 'alt'{era} converted back to the en "
                 f"(Gregorian) year, records {sample_ids(self.thai_years)}."
             )
-        if self.stripped:
-            notes.append(f"Answers with leading/trailing spaces stripped: {by_language(self.stripped)}.")
-        if self.no_neighborhood:
-            notes.append(f"Empty 'loc' or 'loc_ans', so no neighborhood prompt: {by_language(self.no_neighborhood)}.")
-        if self.no_multi_hop:
-            notes.append(f"No usable 'portability' question, so no multi-hop: {by_language(self.no_multi_hop)}.")
-        return notes + skip_notes(self.skipped_blocks, self.dropped_records)
+        rest += per_language_notes([
+            (self.stripped, "Answers with leading/trailing spaces stripped"),
+            (self.no_neighborhood, "Empty 'loc' or 'loc_ans', so no neighborhood prompt"),
+            (self.no_multi_hop, "No usable 'portability' question, so no multi-hop"),
+        ])
+        return self.around(first, rest)
 
 
 def import_mzsre(path: str | Path) -> MKEBDataset:
@@ -99,16 +98,13 @@ def import_mzsre(path: str | Path) -> MKEBDataset:
 
 
 def _convert(raw: Any, index: int, problems: list[str], fallbacks: _Fallbacks) -> dict | None:
-    if not isinstance(raw, dict):
-        problems.append(
-            f"record #{index}: expected an object with 'id' and one block per language, got {type(raw).__name__}"
-        )
+    keyed = keyed_record(
+        raw, index, "id", "'id' and one block per language", problems,
+        hint=" (MzsRE records look like {'id': 0, 'en': {...}})",
+    )
+    if keyed is None:
         return None
-    if "id" not in raw:
-        problems.append(f"record #{index}: missing 'id' (MzsRE records look like {{'id': 0, 'en': {{...}}}})")
-        return None
-    rid = raw["id"]
-    where = f"record {rid} (#{index})"
+    rid, where = keyed
     blocks = _typed_blocks(raw, where, problems, fallbacks)
     if blocks is None:
         return None
@@ -164,9 +160,7 @@ def _typed_blocks(
             hop = None
         for key in ("New Question", "New Answer"):
             values[key] = string_field(hop or {}, key, f"{at}.portability", problems, required=False) or ""
-        iso = MZSRE_TO_ISO.get(code, code)
-        if iso != code:
-            fallbacks.renamed.add(f"{code}→{iso}")
+        iso = fallbacks.iso(code, MZSRE_TO_ISO)
         if iso in blocks:
             problems.append(f"{at}: a second block for language '{iso}'")
         blocks[iso] = values
