@@ -42,6 +42,15 @@ RelativeLayer = float
 LAYER_FIELDS = ("layer", "layers")
 """Fields holding relative depths: ``layer`` (one) or ``layers`` (an inclusive (first, last) range)."""
 
+UNPUBLISHED_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ft": {"layer": 0.5},
+    "rome": {"layer": 0.25},
+    "memit": {"layers": (0.15, 0.3)},
+    "pmet": {"layers": (0.15, 0.3)},
+    "mend": {"layers": (0.9, 1.0)},
+}
+"""Families without published settings: the early-middle depth the others share (see above)."""
+
 FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "gpt2": {
         "ft": {"layer": 0.0},
@@ -71,27 +80,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "pmet": {"layers": (11 / 43, 15 / 43)},
         "mend": {"layers": (41 / 43, 1.0)},
     },
-    "bloom": {
-        "ft": {"layer": 0.5},
-        "rome": {"layer": 0.25},
-        "memit": {"layers": (0.15, 0.3)},
-        "pmet": {"layers": (0.15, 0.3)},
-        "mend": {"layers": (0.9, 1.0)},
-    },
-    "opt": {
-        "ft": {"layer": 0.5},
-        "rome": {"layer": 0.25},
-        "memit": {"layers": (0.15, 0.3)},
-        "pmet": {"layers": (0.15, 0.3)},
-        "mend": {"layers": (0.9, 1.0)},
-    },
-    "xglm": {
-        "ft": {"layer": 0.5},
-        "rome": {"layer": 0.25},
-        "memit": {"layers": (0.15, 0.3)},
-        "pmet": {"layers": (0.15, 0.3)},
-        "mend": {"layers": (0.9, 1.0)},
-    },
+    **{family: UNPUBLISHED_DEFAULTS for family in ("bloom", "opt", "xglm")},
 }
 
 PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
