@@ -7,10 +7,10 @@ datasheet's counts table: ``python tests/test_ability_data.py``.
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections import Counter
 
 import pytest
+from script_checks import HAN_MARKS, NON_LATIN_SCRIPTS, assert_no_problems, foreign_letters
 
 from memla_core.ability import NLI_LABELS, load_bundled_probe, load_sentences
 from memla_core.ability.items import ABILITY_DIR, NLI_PATH, PHYSICAL_PATH, SENTENCES_PATH
@@ -20,16 +20,11 @@ DATASHEET = ABILITY_DIR.parent / "DATASHEET.md"
 TABLE_START, TABLE_END = "<!-- ability-counts:start -->", "<!-- ability-counts:end -->"
 MIN_ITEMS, MIN_SENTENCES = 60, 20
 
-# Unicode character-name prefixes every letter of a language's text must have.
 SCRIPTS: dict[str, tuple[str, ...]] = {
-    "zh": ("CJK",),
-    "ja": ("CJK", "HIRAGANA", "KATAKANA"),
-    "ko": ("HANGUL",),
-    "ru": ("CYRILLIC",),
-    "th": ("THAI",),
+    **NON_LATIN_SCRIPTS,
     **{code: ("LATIN",) for code in ("en", "fr", "de", "it", "es", "pt", "pl")},
 }
-_HAN_MARKS = frozenset("々〆ー")  # iteration mark, closing mark, katakana prolonged sound mark
+ALLOWED_MARKS = HAN_MARKS | {"ー"}  # and the katakana prolonged sound mark
 # Letters a language's text must use somewhere (the language's own, not an English copy).
 SIGNATURE: dict[str, str] = {
     "zh": "的了是", "ja": "はをの", "ko": "다요이", "ru": "ыяй", "th": "ที่ไ",
@@ -58,15 +53,6 @@ def _texts(doc: dict, key: str) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def _foreign_letters(text: str, prefixes: tuple[str, ...]) -> str:
-    foreign = (c for c in text if c.isalpha() and c not in _HAN_MARKS and not unicodedata.name(c, "").startswith(prefixes))
-    return "".join(dict.fromkeys(foreign))
-
-
-def _assert_no_problems(problems: list[str]) -> None:
-    assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems[:60])
-
-
 def test_probe_loads_with_enough_items_in_every_language():
     probe = load_bundled_probe()
     assert probe.languages == MKEB_LANGUAGES
@@ -91,7 +77,7 @@ def test_every_item_in_all_12_languages_no_empty_field_no_english_copy(doc, key)
                 problems.append(f"{item_id}/{lang}: same text as English (untranslated?)")
             if any(s != s.strip() or "  " in s for s in strings):
                 problems.append(f"{item_id}/{lang}: stray spaces")
-    _assert_no_problems(problems)
+    assert_no_problems(problems, shown=60)
 
 
 @pytest.mark.parametrize("doc, key", [(PHYSICAL, "items"), (NLI, "items"), (SENTENCES, "sentences")],
@@ -101,17 +87,17 @@ def test_text_is_in_the_language_script(doc, key):
     for item_id, per_lang in _texts(doc, key).items():
         for lang, strings in per_lang.items():
             for s in strings:
-                foreign = _foreign_letters(s, SCRIPTS[lang])
+                foreign = foreign_letters(s, SCRIPTS[lang], ALLOWED_MARKS)
                 if foreign:
                     problems.append(f"{item_id}/{lang}: letters outside {'/'.join(SCRIPTS[lang])}: {foreign} in {s!r}")
     for name, doc_ in (("physical", PHYSICAL), ("nli", NLI)):
         for lang, spec in doc_["templates"].items():
             words = [spec["prompt"].replace("{goal}", "").replace("{premise}", "").replace("{hypothesis}", "")]
             for s in words + list(spec.get("choices", [])):
-                foreign = _foreign_letters(s, SCRIPTS[lang])
+                foreign = foreign_letters(s, SCRIPTS[lang], ALLOWED_MARKS)
                 if foreign:
                     problems.append(f"{name} templates/{lang}: letters outside {'/'.join(SCRIPTS[lang])}: {foreign}")
-    _assert_no_problems(problems)
+    assert_no_problems(problems, shown=60)
 
 
 def test_each_language_uses_its_own_letters():
@@ -123,7 +109,7 @@ def test_each_language_uses_its_own_letters():
         absent = [c for c in letters if c not in text]
         if absent:
             problems.append(f"{lang}: never uses {''.join(absent)}")
-    _assert_no_problems(problems)
+    assert_no_problems(problems, shown=60)
 
 
 def test_choices_differ_and_labels_are_balanced():
@@ -136,7 +122,7 @@ def test_choices_differ_and_labels_are_balanced():
     for lang, spec in NLI["templates"].items():
         if len(set(c.casefold() for c in spec["choices"])) != 2:
             problems.append(f"nli templates/{lang}/choices: {spec['choices']}")
-    _assert_no_problems(problems)
+    assert_no_problems(problems, shown=60)
     answers = Counter(item["answer"] for item in PHYSICAL["items"])
     labels = Counter(item["label"] for item in NLI["items"])
     assert set(answers) == {0, 1} and abs(answers[0] - answers[1]) <= 2, answers

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from script_checks import NON_LATIN_SCRIPTS, assert_no_problems, foreign_letters
 
 from memla_core.data import BUNDLED_DATASET_PATH, MKEB_LANGUAGES, Fact, MKEBDataset, load_bundled
 
@@ -23,15 +23,6 @@ TABLE_START, TABLE_END = "<!-- counts:start -->", "<!-- counts:end -->"
 MIN_FACTS, MIN_RELATIONS, MIN_MULTI_HOP = 60, 10, 20
 N_PARAPHRASES, N_NEIGHBORS = 2, 2
 
-# Unicode character-name prefixes of the scripts answers must be written in.
-SCRIPTS: dict[str, tuple[str, ...]] = {
-    "zh": ("CJK",),
-    "ja": ("CJK", "HIRAGANA", "KATAKANA"),
-    "ko": ("HANGUL",),
-    "ru": ("CYRILLIC",),
-    "th": ("THAI",),
-}
-_HAN_MARKS = frozenset("々〆")  # ideographic iteration/closing marks: letters of the Han writing system
 # Latin initials of foreign names are written as such in zh/ja/ko ("J·K·罗琳", "J. K. 롤링").
 _LATIN_INITIAL = re.compile(r"\b[A-Z](?=\s*[.·・])")
 
@@ -50,6 +41,12 @@ def dataset() -> MKEBDataset:
     return load_bundled()
 
 
+@pytest.fixture(params=FACT_IDS)
+def fact(dataset, request) -> Fact:
+    """Each bundled fact in turn: a test taking it runs once per fact, named by its example_id."""
+    return dataset.get(request.param)
+
+
 def _answers(fact: Fact, code: str) -> Iterator[tuple[str, str]]:
     """(field, answer) for every answer of one language."""
     block = fact.languages[code]
@@ -59,16 +56,6 @@ def _answers(fact: Fact, code: str) -> Iterator[tuple[str, str]]:
         yield f"neighborhood_answers[{i}]", answer
     if block.multi_hop_new_answer is not None:
         yield "multi_hop_new_answer", block.multi_hop_new_answer
-
-
-def _foreign_letters(text: str, prefixes: tuple[str, ...]) -> str:
-    text = _LATIN_INITIAL.sub("", text)
-    foreign = (c for c in text if c.isalpha() and c not in _HAN_MARKS and not unicodedata.name(c, "").startswith(prefixes))
-    return "".join(dict.fromkeys(foreign))
-
-
-def _assert_no_problems(problems: list[str]) -> None:
-    assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)
 
 
 # --- the dataset as a whole ----------------------------------------------------------------
@@ -107,9 +94,8 @@ def test_datasheet_counts_table_is_current(dataset):
 # --- every fact ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("example_id", FACT_IDS)
-def test_fact_is_complete(dataset, example_id):
-    fact = dataset.get(example_id)
+def test_fact_is_complete(fact):
+    example_id = fact.example_id
     problems = []
     if not fact.relation:
         problems.append(f"{example_id}/relation: empty")
@@ -139,13 +125,12 @@ def test_fact_is_complete(dataset, example_id):
                             f"{len(block.neighborhood_prompts)} prompts")
         if has_hops and not (block.multi_hop_questions and block.multi_hop_new_answer):
             problems.append(f"{at}/multi_hop_questions: missing (other languages of this fact have them)")
-    _assert_no_problems(problems)
+    assert_no_problems(problems)
 
 
-@pytest.mark.parametrize("example_id", FACT_IDS)
-def test_fact_targets_do_not_leak_into_prompts(dataset, example_id):
+def test_fact_targets_do_not_leak_into_prompts(fact):
     """A target inside its own prompt (subject filled in) or paraphrase gives the answer away."""
-    fact = dataset.get(example_id)
+    example_id = fact.example_id
     problems = []
     for code, block in fact.languages.items():
         at = f"{example_id}/{code}"
@@ -161,22 +146,21 @@ def test_fact_targets_do_not_leak_into_prompts(dataset, example_id):
         for i, prompt in enumerate(block.neighborhood_prompts):
             if block.edit.subject.casefold() in prompt.casefold():
                 problems.append(f"{at}/neighborhood_prompts[{i}]: mentions the edited subject: {prompt!r}")
-    _assert_no_problems(problems)
+    assert_no_problems(problems)
 
 
-@pytest.mark.parametrize("example_id", FACT_IDS)
-def test_fact_answers_use_the_language_script(dataset, example_id):
-    fact = dataset.get(example_id)
+def test_fact_answers_use_the_language_script(fact):
+    example_id = fact.example_id
     problems = []
-    for code, prefixes in SCRIPTS.items():
+    for code, prefixes in NON_LATIN_SCRIPTS.items():
         if code not in fact.languages:
             continue
         for field, answer in _answers(fact, code):
-            foreign = _foreign_letters(answer, prefixes)
+            foreign = foreign_letters(_LATIN_INITIAL.sub("", answer), prefixes)
             if foreign:
                 problems.append(f"{example_id}/{code}/{field}: '{answer}' has letters outside "
                                 f"{'/'.join(prefixes)}: {foreign}")
-    _assert_no_problems(problems)
+    assert_no_problems(problems)
 
 
 # --- datasheet table -----------------------------------------------------------------------
