@@ -124,7 +124,7 @@ def _show_outcome(method: str, outcome: EditOutcome, comparison, lm: LoadedModel
     if others:
         st.markdown(f"Carried over to the {others} other language(s), on average: "
                     + " · ".join(f"**{m}** {transfer[m]:.1f}" for m in METRICS if not math.isnan(transfer[m])))
-    table(comparison, f"{method} before and after", styled=style_scores(comparison[COMPARISON_COLUMNS]),
+    table(comparison, f"{title} before and after", styled=style_scores(comparison[COMPARISON_COLUMNS]),
           height=35 * (len(comparison) + 1) + 3)  # every target language visible, no inner scrolling
     per_language = comparison.set_index("target language")[list(METRICS)].T.dropna(how="all").dropna(axis=1, how="all")
     st.plotly_chart(grouped_bars(per_language, f"{title}: scores per target language after the edit"),
@@ -143,12 +143,12 @@ def _show_outcome(method: str, outcome: EditOutcome, comparison, lm: LoadedModel
     with st.expander("Every prompt, before and after"):
         details = edit_details(outcome.before, outcome.after)
         # Streamlit writes a missing number as "None"; "—" says "not measured for this prompt".
-        table(details, f"{method} prompts before and after", styled=details.style.format(na_rep="—", precision=3))
+        table(details, f"{title} prompts before and after", styled=details.style.format(na_rep="—", precision=3))
     if has_adapter(edit):
         st.download_button(
             "Download this edit as a peft LoRA adapter (.zip)",
             adapter_zip(edit, base_model=portable_base_model(lm)),
-            file_name=f"memla-{edit.fact_id}-{edit.source_language}-adapter.zip",
+            file_name=f"{title}-{edit.fact_id}-{edit.source_language}-adapter.zip",
             mime="application/zip",
             key=f"adapter:{method}",
             on_click="ignore",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from memla_core.bench.summaries import method_label
 from memla_core.bench.tuning import SelectionRule, eligible, pareto_front, select_configs, sweep_summary
 from memla_core.charts import sweep_scatter
 from memla_core.views import language_label
@@ -60,8 +61,9 @@ def sweep_section(results: pd.DataFrame, stem: str) -> None:
     summary["chosen"] = summary["config"].isin(set(chosen.values()))
     labels = column_labels(source)
     hover = {c: labels[c] for c in ("en_en_ES", "avg_ES", "n_known", "avg_NS_change", "seconds_per_edit")}
-    st.plotly_chart(sweep_scatter(summary, summary["pareto"], list(chosen.values()), x_title=labels["avg_ES_known"],
-                                  y_title=labels["avg_NS"], hover=hover,
+    shown = summary.assign(method=summary["method"].map(method_label), config=summary["config"].map(method_label))
+    st.plotly_chart(sweep_scatter(shown, shown["pareto"], [method_label(c) for c in chosen.values()],
+                                  x_title=labels["avg_ES_known"], y_title=labels["avg_NS"], hover=hover,
                                   title=f"Sweep: ES vs NS, edits made in {language_label(source)}"))
     st.caption(f"One point per configuration; up and to the right is better. *Known pairs*: (fact, language) pairs "
                f"where the unedited model preferred the true answer. The dashed line joins the configurations no "
@@ -74,11 +76,12 @@ def sweep_section(results: pd.DataFrame, stem: str) -> None:
         st.caption(f":warning: {missing} configuration(s) have no known pairs (or no scores before the edit) and "
                    "are not drawn.")
     st.markdown("\n".join(_choice_line(method, config, summary) for method, config in chosen.items()))
-    table(summary.round(2).rename(columns=labels), f"{stem} sweep summary")
+    table(shown.round(2).rename(columns=labels), f"{stem} sweep summary")
 
 
 def _choice_line(method: str, config: str, summary: pd.DataFrame) -> str:
+    title = method_label(method)
     if config != method:
-        return f"- **{method}**: `{config}`"
+        return f"- **{title}**: {config.partition('[')[2].rstrip(']')} (configuration {method_label(config)})"
     passed = summary.loc[summary["method"] == method, "eligible"].any()
-    return f"- **{method}**: its paper defaults" + ("" if passed else " (no configuration passed the rule)")
+    return f"- **{title}**: its paper defaults" + ("" if passed else " (no configuration passed the rule)")

@@ -17,6 +17,7 @@ from .data.schema import Fact
 from .evaluation import METRICS, EvalReport
 from .neurons import NeuronSets
 from .bench.paper import PAPER_TARGET_ORDER, load_paper_tables
+from .bench.summaries import method_label
 
 PAPER_TABLES = {
     "main_results": "Tables 3 and 4: ES/PS/NS per method and language pair",
@@ -294,6 +295,58 @@ def style_scores(frame: pd.DataFrame, score_columns: Sequence[str] = (*METRICS, 
     styler = frame.style.map(_score_colour, subset=present)
     styler = styler.format("{:.1f}", subset=present, na_rep="—")
     return styler.format("{:.2e}", subset=probabilities, na_rep="—")
+
+
+# --------------------------------------------------------------------------- any table, for people
+
+MISSING = "—"
+"""What a cell without a value reads (Streamlit would write "None")."""
+STYLED_CELLS = 100_000
+"""Up to this many cells a table is drawn through a Styler (numbers keep sorting as numbers);
+beyond, as formatted text (a Styler of a whole sweep file would take seconds to send)."""
+
+
+def _float_format(values: pd.Series) -> str:
+    finite = values[np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))]
+    if finite.empty or (finite == finite.round()).all():
+        return "{:.0f}"
+    return "{:.3g}" if finite.abs().max() < 1 else "{:.2f}"
+
+
+def display_table(frame: pd.DataFrame):
+    """``frame`` as the app draws it: missing cells read "—", never "None"; floats rounded per
+    column (whole numbers as such, probabilities to 3 significant digits, others to 2 decimals).
+    Returns a pandas ``Styler`` up to ``STYLED_CELLS`` cells, else a frame of text."""
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    formats = {c: _float_format(frame[c]) for c in floats}
+    if frame.size > STYLED_CELLS or not (frame.index.is_unique and frame.columns.is_unique):  # Styler needs unique labels
+        text = frame.astype(object)
+        for c, fmt in formats.items():
+            text[c] = [MISSING if pd.isna(v) else fmt.format(v) for v in frame[c]]
+        return text.where(frame.notna(), MISSING)
+    styler = frame.style.format(na_rep=MISSING)
+    for c, fmt in formats.items():
+        styler = styler.format(fmt, subset=[c], na_rep=MISSING)
+    return styler
+
+
+RESULT_LABELS = {
+    "fact_id": "fact", "method": "method", "source_lang": "edit language", "target_lang": "target language",
+    "ES_before": "ES before", "PS_before": "PS before", "NS_before": "NS before", "QS_before": "QS before",
+    "p_new_before": "P(new) before", "p_true_before": "P(true) before", "answer_before": "answer before",
+    "seconds_neurons": "seconds for neurons", "seconds_edit": "seconds per edit", "seconds_eval": "seconds to score",
+    "es_definition": "ES means", "failed": "failed edits", "degenerate": "degenerate edits",
+}
+"""Benchmark columns in words (``memla bench`` files keep the short names: CSVs are read back)."""
+
+
+def readable_results(frame: pd.DataFrame) -> pd.DataFrame:
+    """Benchmark rows, or a table made of them (``coverage``), for people: each method by its
+    registry title (``ft`` -> FT-L), the columns in words."""
+    out = frame.copy()
+    if "method" in out:
+        out["method"] = out["method"].astype(str).map(method_label)
+    return out.rename(columns=RESULT_LABELS)
 
 
 # --------------------------------------------------------------------------- paper

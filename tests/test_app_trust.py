@@ -166,7 +166,7 @@ def test_settings_mismatch_names_the_settings_and_resumes_with_the_files(loaded_
     _no_errors(at)
     warning = " ".join(w.value for w in at.warning)
     assert "mismatch.csv was computed with other settings" in warning
-    assert "ike demonstrations: 1 in the file, 2 now" in warning
+    assert "IKE demonstrations: 1 in the file, 2 now" in warning
     assert at.session_state["bench_job"] is None  # nothing started behind the user's back
 
     next(b for b in at.button if b.label == "Resume with the file's settings").click().run()

@@ -139,7 +139,7 @@ def test_main_table_is_paper_shaped_with_hand_computed_values(handmade):
     assert cell["NS", "MEMLA", "zh", "zh"] == 30
     assert cell["ES", "MEMLA", "zh", "avg"] == 25  # mean of cross-lingual cells en (50) and fr (0)
     assert cell["PS", "MEMLA", "zh", "avg"] == pytest.approx((50 + 25) / 2)
-    assert cell["ES", "FT", "en", "avg"] == 50  # the failed edit of f2 is left out
+    assert cell["ES", "FT-L", "en", "avg"] == 50  # the failed edit of f2 is left out
     assert ("QS", "MEMLA", "zh", "zh") not in cell.index  # QS belongs to Table 6
     assert set(main.loc[main.source_lang == "zh", "table"]) == {4}
     assert set(main.loc[main.source_lang == "en", "table"]) == {3}
@@ -167,7 +167,7 @@ def test_ablation_and_multihop_tables(handmade):
     qs = multihop.set_index(["method", "setting"])["value"]
     assert qs["MEMLA", "zh-zh"] == 10
     assert qs["MEMLA", "zh-avg"] == 10  # only en has multi-hop answers: mean of f1, f2 = 10
-    assert ("FT", "en-en") not in qs.index  # no QS values at all
+    assert ("FT-L", "en-en") not in qs.index  # no QS values at all
     assert list(multihop_table_wide(multihop).columns) == ["method", "zh-zh", "zh-avg"]
 
 
@@ -178,7 +178,7 @@ def test_comparison_joins_the_paper_numbers(handmade):
     assert row.paper == 65.52 and row.ours == 25 and row.difference == pytest.approx(25 - 65.52)
     table5 = comparison[(comparison.table == "5") & (comparison.method == "MEMLA w/o LIE")]
     assert table5.paper.notna().all()
-    ft = comparison.set_index(["table", "metric", "method", "source_lang", "target_lang"]).loc["3", "ES", "FT", "en", "zh"]
+    ft = comparison.set_index(["table", "metric", "method", "source_lang", "target_lang"]).loc["3", "ES", "FT-L", "en", "zh"]
     assert ft.paper == 64.40 and ft.ours == 0 and ft.difference == -64.40
 
 

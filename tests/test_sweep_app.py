@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from app_helpers import _by_label, _no_errors, APP, FACT
 
+from memla_core.bench.summaries import method_label
 from memla_core.bench.tuning import pareto_front, select_configs, sweep_summary
 from memla_core.charts import sweep_scatter
 from memla_core.editing import presets
@@ -111,18 +112,19 @@ def test_a_sweep_file_shows_the_scatter_and_the_chosen_configuration(app):
     assert any(h.value == "Sweep: ES vs NS" for h in app.subheader)
     fig = _figure(app, "Sweep: ES vs NS")
     names = [trace["name"] for trace in fig["data"]]
-    assert names == ["memla", "ft", "Pareto front", "chosen by the rule"]
+    assert names == ["MEMLA", "FT-L", "Pareto front", "chosen by the rule"]  # the registry's titles
     star = fig["data"][-1]
-    assert set(star["text"]) == {"memla[lr=0.01]", "ft"}
+    assert set(star["text"]) == {"MEMLA [lr=0.01]", "FT-L"}
     assert fig["layout"]["xaxis"]["title"]["text"] == "en-avg ES, known pairs"
     summary = next(d.value for d in app.dataframe if "configuration" in d.value.columns)
-    assert list(summary["configuration"]) == list(SWEEP)
+    assert list(summary["configuration"]) == [method_label(config) for config in SWEEP]
+    assert set(summary["method"]) == {"MEMLA", "FT-L"}
     chosen = summary.set_index("configuration")["chosen by the rule"]
-    assert chosen[chosen].index.tolist() == ["memla[lr=0.01]", "ft"]
-    assert summary.set_index("configuration").loc["memla[lr=0.1]", "on the Pareto front"]
-    assert summary.set_index("configuration").loc["memla[lr=0.1]", "en-avg NS"] == pytest.approx(20.0)
+    assert chosen[chosen].index.tolist() == ["MEMLA [lr=0.01]", "FT-L"]
+    assert summary.set_index("configuration").loc["MEMLA [lr=0.1]", "on the Pareto front"]
+    assert summary.set_index("configuration").loc["MEMLA [lr=0.1]", "en-avg NS"] == pytest.approx(20.0)
     assert "Download memla-sweep sweep summary (CSV)" in [el.proto.label for el in app.get("download_button")]
-    assert any("`memla[lr=0.01]`" in m.value for m in app.markdown)
+    assert any("**MEMLA**: lr=0.01 (configuration MEMLA [lr=0.01])" in m.value for m in app.markdown)
 
 
 def test_an_ordinary_results_file_has_no_sweep_view(app):

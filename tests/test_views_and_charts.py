@@ -150,11 +150,11 @@ def test_benchmark_grids_by_hand():
     assert target_order(["avg", "xx", "zh", "en", "ab"]) == ["en", "zh", "ab", "xx", "avg"]
     ours = _long([
         ("ES", "MEMLA", "en", "en", 90.0), ("ES", "MEMLA", "en", "zh", 40.0), ("ES", "MEMLA", "en", "avg", 40.0),
-        ("ES", "FT", "en", "en", 80.0), ("ES", "FT", "en", "zh", 10.0), ("ES", "FT", "en", "avg", 10.0),
+        ("ES", "FT-L", "en", "en", 80.0), ("ES", "FT-L", "en", "zh", 10.0), ("ES", "FT-L", "en", "avg", 10.0),
         ("ES", "MEMLA", "zh", "zh", 70.0), ("ES", "MEMLA", "zh", "en", 30.0), ("NS", "MEMLA", "en", "en", 5.0),
     ])
     grid = main_results_grid(ours, "en", "ES")
-    assert list(grid.columns) == ["en-en", "en-zh", "en-avg"] and list(grid.index) == ["MEMLA", "FT"]
+    assert list(grid.columns) == ["en-en", "en-zh", "en-avg"] and list(grid.index) == ["MEMLA", "FT-L"]
     st = source_target_grid(ours, "MEMLA", "ES")
     assert list(st.index) == ["en", "zh"] and list(st.columns) == ["en", "zh", "avg"]
     assert st.loc["zh", "en"] == 30.0 and math.isnan(st.loc["zh", "avg"])
@@ -162,11 +162,28 @@ def test_benchmark_grids_by_hand():
     paper = main_results_grid(paper_table("main_results"), "en", "ES")
     diff = difference_grid(grid, paper)
     assert diff.shape == grid.shape
-    assert diff.loc["FT", "en-zh"] == pytest.approx(10.0 - paper.loc["FT", "en-zh"])
-    only_ours = difference_grid(grid.rename(index={"FT": "NEW"}), paper)
+    assert diff.loc["FT-L", "en-zh"] == pytest.approx(10.0 - paper.loc["FT-L", "en-zh"])
+    only_ours = difference_grid(grid.rename(index={"FT-L": "NEW"}), paper)
     assert only_ours.loc["NEW"].isna().all()  # the paper has no such row: no difference, not a zero
 
     fig = charts.difference_heatmap(diff, "d")
     heat = fig.data[0]
     assert heat.zmid == 0 and heat.zmin == -heat.zmax == -np.nanmax(np.abs(diff.values))
     assert heat.text[1][1].startswith("-")  # signed labels
+
+
+def test_tables_for_people_name_methods_by_title_and_show_no_none():
+    from memla_core.views import MISSING, display_table, readable_results
+
+    rows = pd.DataFrame({"method": ["ft", "memla:w/o LSM", "memla[lr=0.01]"], "source_lang": ["en"] * 3,
+                         "seconds_edit": [5.2512, math.nan, 1.0], "p_new_before": [1.2e-5, 0.5, math.nan],
+                         "facts": [1.0, 2.0, 3.0], "error": ["", None, "EditError: x"]})
+    readable = readable_results(rows)
+    assert list(readable["method"]) == ["FT-L", "MEMLA w/o LSM", "MEMLA [lr=0.01]"]
+    assert list(readable.columns) == ["method", "edit language", "seconds per edit", "P(new) before", "facts", "error"]
+    shown = display_table(readable)
+    text = shown.to_string()
+    assert "None" not in text and "nan" not in text and text.count(MISSING) == 3
+    assert "5.25" in text and "1.2e-05" in text and " 3 " in f"{text} "  # rounded per column; counts stay whole
+    big = display_table(pd.DataFrame({"x": [math.nan, 0.25] * 60_000}))  # beyond a Styler: text
+    assert isinstance(big, pd.DataFrame) and list(big["x"][:2]) == [MISSING, "0.25"]

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from .config import MethodRun
+from .summaries import method_label
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -51,7 +52,8 @@ def setting_differences(existing: pd.DataFrame, methods: Sequence[MethodRun], mo
         ours = _flat(json.loads(method.settings))
         for field in sorted(set(theirs) | set(ours)):
             if _comparable(theirs.get(field)) != _comparable(ours.get(field)):
-                lines.append(f"{method.name} {field}: {theirs.get(field)!r} in the file, {ours.get(field)!r} now")
+                lines.append(f"{method_label(method.name)} {field}: {theirs.get(field)!r} in the file, "
+                             f"{ours.get(field)!r} now")
     return lines
 
 

@@ -33,10 +33,14 @@ COMPARISON_KEYS = ["table", "metric", "method", "source_lang", "target_lang"]
 
 
 def method_label(method: str) -> str:
-    """Run name -> the paper's label: ``memla`` -> ``MEMLA``, ``memla:w/o LSM`` -> ``MEMLA w/o LSM``."""
+    """Run name -> the registry's title, as every table shows it (the paper's tables are relabelled
+    the same way, ``bench.paper``): ``memla`` -> ``MEMLA``, ``ft`` -> ``FT-L``, ``memla:w/o LSM`` ->
+    ``MEMLA w/o LSM``, ``memla[lr=0.01]`` -> ``MEMLA [lr=0.01]``."""
     head, bracket, overrides = method.partition("[")
     base, _, variant = head.partition(":")
-    label = f"{base.upper()} {variant}" if variant else base.upper()
+    spec = METHODS.get(base.strip().lower())
+    title = spec.title if spec is not None else base.upper()
+    label = f"{title} {variant}" if variant else title
     return f"{label} [{overrides}" if bracket else label
 
 
