@@ -79,6 +79,20 @@ _ACTIVE: dict[Path, "BenchJob"] = {}
 _ACTIVE_LOCK = threading.Lock()
 
 
+def find_job(out: Path) -> "BenchJob | None":
+    """The job of this process that writes (or last wrote) ``out``, if any: how a front end finds a
+    run again after losing its handle (a browser reload starts a new app session)."""
+    with _ACTIVE_LOCK:
+        return _ACTIVE.get(Path(out).resolve())
+
+
+def running_jobs() -> list["BenchJob"]:
+    """This process's jobs that are still computing, oldest first."""
+    with _ACTIVE_LOCK:
+        jobs = list(_ACTIVE.values())
+    return sorted((job for job in jobs if job.status().active), key=lambda job: job.status().started or 0.0)
+
+
 class BenchJob:
     """``run_bench(config)`` on a daemon thread, always as a single process."""
 

@@ -65,6 +65,12 @@ def read_lock(out: Path) -> LockInfo | None:
         return LockInfo(-1, socket.gethostname(), "unknown")
 
 
+def holder(out: Path) -> LockInfo | None:
+    """The live run that holds the lock of ``out``; None without a lock or with a stale one."""
+    held = read_lock(out)
+    return None if held is None or _stale(held) else held
+
+
 def _stale(info: LockInfo) -> bool:
     return info.host == socket.gethostname() and (info.pid <= 0 or not pid_alive(info.pid))
 
