@@ -6,6 +6,7 @@ variable ``MEMLA_APP_MODEL`` (default: the embedded Gemma 3 270M) is preselected
 
 import streamlit as st
 
+from app_support import state
 from app_support.sidebar import draw_sidebar
 from app_support.state import init_state
 from app_support.url_state import autoload_model, restore_from_url, write_to_url
@@ -13,7 +14,7 @@ from app_support.widgets import PAGES
 
 st.set_page_config(page_title="memla — multilingual knowledge editing", page_icon=":material/translate:", layout="wide")
 init_state()
-restore_from_url()  # a reload or a shared link brings back the fact and source language
+restore_from_url()  # a reload or a shared link brings back the fact, source language and settings
 
 # The pages live in app_pages/, not pages/: a folder named pages/ next to app.py switches Streamlit
 # into its legacy multipage mode, where a fresh server's first deep link (say /run-benchmark)
@@ -29,7 +30,6 @@ page = st.navigation(
 )
 autoload_model()
 draw_sidebar()
-try:
-    page.run()
-finally:
-    write_to_url()  # also after st.stop() on pages that wait for a model or a fact
+st.session_state[state.CURRENT_PAGE] = page.url_path  # widgets.bound hands settings across pages
+page.run()
+write_to_url()  # pages that stop early (st.stop) write it first: widgets.halt

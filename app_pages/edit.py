@@ -16,14 +16,11 @@ lm, fact = require_model(), require_fact()
 show_notice()
 
 codes = list(fact.language_codes)
-left, right = st.columns([1, 2])
-with left:
-    source = language_select("Edit made in (source language)", codes, state.SOURCE_LANGUAGE)
+source = language_select("Edit made in (source language)", codes, state.SOURCE_LANGUAGE)
 if st.session_state[state.TARGET_LANGUAGES] is None or not set(st.session_state[state.TARGET_LANGUAGES]) <= set(codes):
     state.reset_setting(state.TARGET_LANGUAGES, default_targets(fact, source))
-with right:
-    targets = bound(st.multiselect, "Evaluated in (target languages)", state.TARGET_LANGUAGES, options=codes,
-                    format_func=language_label, help="Each language adds a few seconds on a CPU, before and after the edit.")
+targets = bound(st.multiselect, "Evaluated in (target languages)", state.TARGET_LANGUAGES, options=codes,
+                format_func=language_label, help="Each language adds a few seconds on a CPU, before and after the edit.")
 edit_prompt = fact.in_language(source).edit
 st.markdown(f"The edit: “{edit_prompt.filled()}” **{edit_prompt.target_true or '?'}** → **{edit_prompt.target_new}**")
 

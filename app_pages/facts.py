@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_support import state
 from app_support.knowledge_panel import fact_knowledge, known_fact_ids, loaded_model
-from app_support.widgets import PAGES, show_notice, table
+from app_support.widgets import PAGES, halt, show_notice, table
 from memla_core.knowledge import describe
 from memla_core.views import fact_side_by_side, facts_overview, filter_facts, language_label, relations
 
@@ -44,7 +44,7 @@ with st.expander("Browse the matching facts", expanded=current is None or bool(q
 fact = state.current_fact()
 if fact is None:
     st.info("No fact picked yet: choose one above." if found else "No fact matches; change the search.")
-    st.stop()
+    halt()
 
 edit = fact.in_language(fact.language_codes[0]).edit
 st.subheader(fact.label)

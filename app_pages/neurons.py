@@ -5,7 +5,7 @@ import streamlit as st
 from app_support import state
 from app_support.forms import neuron_settings
 from app_support.neuron_panel import show_neurons
-from app_support.widgets import PAGES, finish, language_select, long_task, require_fact, require_model, show_notice
+from app_support.widgets import PAGES, finish, halt, language_select, long_task, require_fact, require_model, show_notice
 from memla_core.neurons import language_prompts
 from memla_core.session import compute_neurons
 from memla_core.views import language_label
@@ -40,7 +40,7 @@ if st.button("Find neurons", type="primary", icon=":material/search:"):
 neurons = st.session_state[state.NEURONS]
 if neurons is None or neurons.fact_id != fact.example_id:
     st.info("Press **Find neurons** to compute them (or go straight to editing: MEMLA finds them itself).")
-    st.stop()
+    halt()
 if neurons.config != config or neurons.source_language != source:
     st.warning(f"These neurons were found with other settings (source {language_label(neurons.source_language)}, "
                f"{neurons.config.steps} steps, threshold {neurons.config.threshold:g}). Press **Find neurons** to update them.")

@@ -20,6 +20,12 @@ from . import state
 from .widgets import bound
 
 
+IG_STEPS_RANGE = (1, 200)
+IG_BASELINES = ("eos", "zero")
+IG_THRESHOLD_RANGE = (0.05, 1.0)
+"""Bounds of the integrated-gradients widgets; a link's values outside them are ignored (url_state)."""
+
+
 def neuron_settings(fact: Fact) -> NeuronConfig:
     """Integrated-gradients settings, shared by the Neurons and Edit pages."""
     codes = list(fact.language_codes)
@@ -27,11 +33,11 @@ def neuron_settings(fact: Fact) -> NeuronConfig:
         if key in st.session_state:
             st.session_state[key] = [code for code in st.session_state[key] if code in codes]
     c1, c2, c3 = st.columns(3)
-    bound(c1.number_input, "IG steps m", state.IG_STEPS, min_value=1, max_value=200, step=1,
+    bound(c1.number_input, "IG steps m", state.IG_STEPS, min_value=IG_STEPS_RANGE[0], max_value=IG_STEPS_RANGE[1], step=1,
           help="Riemann steps of integrated gradients (paper: 20). Fewer steps are faster and coarser.")
-    bound(c2.selectbox, "IG baseline", state.IG_BASELINE, options=["eos", "zero"],
+    bound(c2.selectbox, "IG baseline", state.IG_BASELINE, options=list(IG_BASELINES),
           help="eos: each token replaced by end-of-sequence, averaged (authors' code); zero: all-zero activation.")
-    bound(c3.slider, "Threshold", state.IG_THRESHOLD, min_value=0.05, max_value=1.0, step=0.05,
+    bound(c3.slider, "Threshold", state.IG_THRESHOLD, min_value=IG_THRESHOLD_RANGE[0], max_value=IG_THRESHOLD_RANGE[1], step=0.05,
           help="A prompt keeps the neurons whose attribution exceeds this share of its largest one (paper: 0.3).")
     bound(st.multiselect, "Languages whose neuron sets are intersected (language-independent neurons)",
           state.IG_LANGUAGES, options=codes, format_func=language_label,
@@ -48,7 +54,8 @@ NEURON_KEYS = {"steps": state.IG_STEPS, "baseline": state.IG_BASELINE, "threshol
 def preset_choice(method: str, lm) -> None:
     """"Start from: tuned for this model / paper defaults" where a sweep chose values for this
     method and the loaded model's type; choosing one sets the form's fields to it. The first time
-    the form is shown for a model type, it starts from the tuned values, as ``memla edit`` does."""
+    the form is shown for a model type, it starts from the preset a link named (``url_state``) or
+    else from the tuned values, as ``memla edit`` does."""
     spec, kind = method_spec(method), presets.model_type(lm)
     if not presets.has_tuned(method, lm):
         st.caption(f"Starts from the paper's defaults: no {spec.title} settings have been tuned for {kind or 'this'} "
@@ -56,8 +63,13 @@ def preset_choice(method: str, lm) -> None:
                    "paper's were chosen for mGPT 1.3B and may not suit this model.")
         return
     name = state.method_preset(method, kind)
+    st.session_state[state.PRESET_MODEL_TYPE] = kind  # the URL writes this model type's presets
     if name not in st.session_state:
-        apply_preset(method, lm, "tuned")
+        first = st.session_state[state.LINKED_PRESETS].get(method, "tuned")  # a link's choice, else as `memla edit`
+        apply_preset(method, lm, first)
+        state.reset_setting(name, first)
+        for key, value in st.session_state[state.LINKED_NEURONS].items():
+            state.reset_setting(key, value)  # the link's IG settings are what its sender saw: they win
     preset = bound(st.radio, "Start from", name, default="tuned", options=list(presets.PRESETS),
                    format_func=PRESET_LABELS.get, horizontal=True, on_change=_preset_changed, args=(method, lm, name),
                    help="Sets the fields below; change any of them afterwards.")

@@ -8,7 +8,7 @@ from memla_core.charts import attribution_heatmap, layer_counts_chart, overlap_h
 from memla_core.neurons import NeuronSets
 from memla_core.views import language_attribution, language_label, neuron_overlap, neuron_summary, top_neurons
 
-from .widgets import table
+from .widgets import LANGUAGE_BOX_WIDTH, table
 
 
 def show_neurons(neurons: NeuronSets, num_layers: int, num_neurons: int) -> None:
@@ -21,8 +21,9 @@ def show_neurons(neurons: NeuronSets, num_layers: int, num_neurons: int) -> None
     cols[2].metric("Languages compared", len(neurons.per_language))
     heat, layers, overlap, tables = st.tabs(["Attribution heatmaps", "Per layer", "Overlap between languages", "Tables"])
     with heat:
-        c1, c2, c3 = st.columns(3)
-        lang = c1.selectbox("Language", list(neurons.per_language), format_func=language_label, key="heat_language")
+        lang = st.selectbox("Language", list(neurons.per_language), format_func=language_label, key="heat_language",
+                            width=LANGUAGE_BOX_WIDTH)  # its own row: a column would cut the name short
+        c2, c3 = st.columns(2)
         mode = c2.radio("Columns", ["top neurons", "all neurons, in blocks"], key="heat_mode",
                         help=f"The MLP has {num_neurons:,} neurons per layer; showing them all at once is unreadable.")
         top_k = c3.slider("Top neurons shown", 10, min(200, num_neurons), min(64, num_neurons), key="heat_k",

@@ -27,10 +27,12 @@ FACT_ID = "fact_id"  # id of the current fact, or None
 SOURCE_LANGUAGE = "source_language"
 NEURONS = "neurons"  # NeuronSets of the current fact, or None
 EDITS = "edits"  # {method: EditOutcome}: this session's edits of the current fact
+CURRENT_PAGE = "current_page"  # url path of the page this run draws (set by app.py)
 NOTICE = "notice"  # (kind, text) to show once on the next run: kind is "info" or "success"
 FREE_TEXT = "free_text_answers"  # {"prompt": str, "answers": {column: text}}
 BENCH_JOB = "bench_job"  # this session's latest BenchJob (running or finished), or None
 BENCH_FILE = "bench_file"  # the results file the Benchmark page shows, or None
+BENCH_FROM_LINK = "bench_from_link"  # True until the Benchmark page looked for a run writing the link's BENCH_FILE
 
 # Settings (plain keys that survive page switches; widgets are bound to them)
 IG_STEPS = "ig_steps"
@@ -39,6 +41,11 @@ IG_THRESHOLD = "ig_threshold"
 IG_LANGUAGES = "ig_languages"
 TARGET_LANGUAGES = "target_languages"
 METHODS_CHOSEN = "methods_chosen"
+
+# What a link (the URL's query parameters) asked for, kept until the form it concerns is first drawn
+LINKED_PRESETS = "linked_presets"  # {method: "tuned" | "paper"}: the preset each method's form starts from
+PRESET_MODEL_TYPE = "preset_model_type"  # model type whose preset keys the Edit page last used (for the URL)
+LINKED_NEURONS = "linked_neurons"  # {IG setting key: value}: a link's IG settings, which win over a preset's
 
 
 def method_setting(method: str, field: str) -> str:
@@ -51,9 +58,19 @@ def method_preset(method: str, model_type: str) -> str:
     return f"preset:{method}:{model_type}"
 
 
+def bench_setting(field: str) -> str:
+    """Key of one field of the Benchmark page's run form, e.g. ``bench:methods``."""
+    return f"bench:{field}"
+
+
 def widget_key(name: str) -> str:
     """Key of the widget bound to the setting ``name`` (see ``widgets.bound``)."""
     return f"widget:{name}"
+
+
+def widget_page(name: str) -> str:
+    """Key of the page on which the widget bound to ``name`` was last drawn (``widgets.bound``)."""
+    return f"widget-page:{name}"
 
 _DEFAULT_NEURONS = NeuronConfig()
 DEFAULTS: dict[str, Any] = {
@@ -62,16 +79,21 @@ DEFAULTS: dict[str, Any] = {
     SOURCE_LANGUAGE: "en",
     NEURONS: None,
     EDITS: {},
+    CURRENT_PAGE: None,
     NOTICE: None,
     FREE_TEXT: None,
     BENCH_JOB: None,
     BENCH_FILE: None,
+    BENCH_FROM_LINK: False,
     IG_STEPS: _DEFAULT_NEURONS.steps,
     IG_BASELINE: _DEFAULT_NEURONS.baseline,
     IG_THRESHOLD: _DEFAULT_NEURONS.threshold,
     IG_LANGUAGES: list(_DEFAULT_NEURONS.independent_languages),
     TARGET_LANGUAGES: None,  # None = a short default list for the current fact
     METHODS_CHOSEN: ["memla"],
+    LINKED_PRESETS: {},
+    LINKED_NEURONS: {},
+    PRESET_MODEL_TYPE: None,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 import pandas as pd
 import streamlit as st
@@ -15,7 +15,7 @@ from memla_core.data.schema import Fact
 from memla_core.editing import EditDivergedError, EditError
 from memla_core.models import LoadedModel, ModelLoadError, ModelSpec
 from memla_core.session import Cancelled, CancelToken
-from memla_core.views import format_count, language_label
+from memla_core.views import display_table, format_count, language_label
 
 from . import state
 from .resources import get_model, is_loaded
@@ -39,21 +39,32 @@ def bound(widget: Callable[..., Any], label: str, name: str, default: Any = None
 
     Streamlit forgets a widget's own state when its page is not shown; the value is therefore
     copied to a plain key after every change and handed back to the widget when it reappears.
+    A setting drawn on two pages (the source language, the IG settings) is two widgets to
+    Streamlit, which on the first run of the second page would give that one its default: the
+    value is handed back whenever the widget was last drawn on another page.
     """
     key = state.widget_key(name)
     if name not in st.session_state:
         st.session_state[name] = default
-    if key not in st.session_state:
+    page, drawn_on = st.session_state.get(state.CURRENT_PAGE), state.widget_page(name)
+    if key not in st.session_state or st.session_state.get(drawn_on) != page:
         st.session_state[key] = st.session_state[name]
+    st.session_state[drawn_on] = page
     value = widget(label, key=key, **kwargs)
     st.session_state[name] = value
     return value
 
 
+LANGUAGE_BOX_WIDTH = 280
+"""Pixels of a language selectbox: the longest label ("Portuguese (pt)") and the arrow fit. Draw it
+on its own row, not in a column, which a narrow window shrinks until it reads "Ko…"."""
+
+
 def language_select(label: str, codes: list[str], name: str, **kwargs) -> str:
     if st.session_state[name] not in codes:
         state.reset_setting(name, codes[0])
-    return bound(st.selectbox, label, name, options=codes, format_func=language_label, **kwargs)
+    return bound(st.selectbox, label, name, options=codes, format_func=language_label, width=LANGUAGE_BOX_WIDTH,
+                 **kwargs)
 
 
 # --------------------------------------------------------------------------- tables
@@ -64,8 +75,9 @@ def _file_stem(name: str) -> str:
 
 
 def table(frame: pd.DataFrame, name: str, styled: Any = None, index: bool = False, **kwargs) -> None:
-    """A table and, under it, a button downloading it as CSV (``name`` becomes the file name)."""
-    st.dataframe(styled if styled is not None else frame, hide_index=not index, **kwargs)
+    """A table and, under it, a button downloading it as CSV (``name`` becomes the file name).
+    Without ``styled`` the table is drawn by ``views.display_table`` (no "None" cells, rounded)."""
+    st.dataframe(styled if styled is not None else display_table(frame), hide_index=not index, **kwargs)
     st.download_button(
         f"Download {name} (CSV)",
         frame.to_csv(index=index).encode("utf-8"),
@@ -104,9 +116,19 @@ def require_model() -> LoadedModel:
         with st.spinner(f"Loading {spec.name_or_path} …"):
             with errors_shown("Loading the model"):
                 return get_model(spec)
-        st.stop()
+        halt()
     st.info("No model is loaded yet. Load one on the Setup page first.")
     st.page_link(PAGES["home"], label="Go to Setup", icon=":material/settings:")
+    halt()
+
+
+def halt() -> NoReturn:
+    """``st.stop()``, after writing the session's choices into the URL (``url_state``): once a run
+    is stopped, every Streamlit call, ``st.session_state`` included, stops it again, so nothing
+    after ``st.stop()`` can write them."""
+    from .url_state import write_to_url  # url_state builds on this module
+
+    write_to_url()
     st.stop()
 
 
@@ -115,7 +137,7 @@ def require_fact() -> Fact:
     if fact is None:
         st.info("Pick a fact to work on first.")
         st.page_link(PAGES["facts"], label="Go to Facts", icon=":material/list:")
-        st.stop()
+        halt()
     return fact
 
 
@@ -124,7 +146,7 @@ def show_notice() -> None:
     notice = state.pop_notice()
     if notice:
         kind, text = notice
-        (st.success if kind == "success" else st.info)(text)
+        {"success": st.success, "warning": st.warning}.get(kind, st.info)(text)
 
 
 def finish(message: str) -> None:
