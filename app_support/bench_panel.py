@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import re
 from pathlib import Path
 
@@ -13,8 +14,11 @@ import pandas as pd
 import streamlit as st
 
 from memla_core.bench import BenchConfig, BenchJob, JobStatus, results_dir, results_files, speed_overrides
+from memla_core.bench.job import find_job, running_jobs
+from memla_core.bench.lock import holder as lock_holder
 from memla_core.bench.config import canonical_method, resolve_method
 from memla_core.bench.mismatch import file_overrides, file_seed, setting_differences
+from memla_core.bench.plan import resume_plan
 from memla_core.bench.store import CUT_OFF_LINE, parse_results, read_all
 from memla_core.bounds import check_results_name
 from memla_core.bench.summaries import (
@@ -36,10 +40,12 @@ from memla_core.neurons import NeuronConfig
 from memla_core.views import (
     ablation_grid,
     difference_grid,
+    display_table,
     language_label,
     main_results_grid,
     multihop_grid,
     prompt_length_grid,
+    readable_results,
     source_target_grid,
 )
 
@@ -47,7 +53,7 @@ from . import state
 from .resources import get_model, is_loaded, paper
 from .sidebar import method_title
 from .sweep_panel import is_sweep, sweep_section
-from .widgets import PAGES, error_message, table
+from .widgets import PAGES, bound, error_message, table
 
 POLL_SECONDS = 2.0
 """How often the live view of a running benchmark refreshes."""
@@ -88,49 +94,116 @@ def run_panel() -> None:
         st.info("Load a model on the Setup page first; the benchmark edits that model.")
         st.page_link(PAGES["home"], label="Go to Setup", icon=":material/settings:")
         return
-    job: BenchJob | None = st.session_state[state.BENCH_JOB]
+    job = _session_job()
     if job is not None and job.status().active:
         job_monitor(job)
         return
     if job is not None:
         _show_finished(job)
+    _other_runs(job)
     if st.session_state.get(PENDING_MISMATCH):
         _resolve_mismatch(get_model(spec), state.dataset())
         return
     _run_form(get_model(spec), spec)
 
 
+def _session_job() -> BenchJob | None:
+    """This session's run; in a new session (a reload: its results file came back from the URL),
+    the run of this server that still writes that file, found again by its path."""
+    job: BenchJob | None = st.session_state[state.BENCH_JOB]
+    current = st.session_state[state.BENCH_FILE]
+    from_link, st.session_state[state.BENCH_FROM_LINK] = st.session_state[state.BENCH_FROM_LINK], False
+    if job is None and current and from_link:
+        found = find_job(Path(current))
+        if found is not None and found.status().active:
+            st.session_state[state.BENCH_JOB] = job = found
+    return job
+
+
+def _attach(job: BenchJob) -> None:
+    st.session_state[state.BENCH_JOB] = job
+    st.session_state[state.BENCH_FILE] = str(job.config.out)
+
+
+def _other_runs(shown: BenchJob | None) -> None:
+    """Runs still writing a results file that this session does not watch: this server's (started
+    before a reload, or by another session) with a button to watch and stop them; another
+    process's (``memla bench``), from its lock file, named."""
+    mine = [job for job in running_jobs() if job is not shown]
+    for job in mine:
+        status = job.status()
+        left, right = st.columns([3, 1])
+        left.info(f"A benchmark is still writing **{job.config.out.name}**: {_status_line(status)}.",
+                  icon=":material/sync:")
+        right.button("Show its progress and Stop", key=f"attach:{job.path}", on_click=_attach, args=(job,),
+                     icon=":material/visibility:")
+    ours = {job.path for job in mine} | ({shown.path} if shown is not None else set())
+    for path in results_files():
+        held = lock_holder(path)
+        if held is not None and path.resolve() not in ours and held.pid != os.getpid():
+            st.caption(f":material/lock: {path.name} is being written by another run ({held.describe()}), e.g. "
+                       "`memla bench`; its rows appear under *Results next to the paper* as they are saved. Stop it "
+                       "where it was started.")
+
+
+def _form_setting(field: str, allowed: list | None = None, default=None):
+    """The session key of one field of the run form; values no longer offered (another dataset)
+    are dropped, so the form keeps what it can after a run, a page switch or a dataset change."""
+    name = state.bench_setting(field)
+    if allowed is not None:
+        for key in (name, state.widget_key(name)):
+            value = st.session_state.get(key)
+            if isinstance(value, list):
+                st.session_state[key] = [item for item in value if item in allowed]
+            elif value is not None and value not in allowed:
+                st.session_state[key] = default
+    return name
+
+
 def _run_form(lm, spec) -> None:
     data = state.dataset()
     languages = sorted(data.languages, key=lambda c: (c != "en", c))
+    fact_ids = [f.example_id for f in data]
+    # Every field is bound to the session (widgets.bound): the form shows the values of the last run
+    # after it finishes, not the defaults.
     with st.form("bench_form"):
         st.markdown(f"Model **{spec.name_or_path}**, dataset **{data.name}** ({len(data)} facts) — change them on Setup and Facts.")
         c1, c2 = st.columns(2)
-        methods = c1.multiselect("Methods", list(METHODS), default=["memla", "ft"], format_func=method_title)
-        variants = c2.multiselect("MEMLA ablations (paper Table 5)", list(ABLATIONS[1:]),
-                                  help="Each variant is one more method; they share MEMLA's knowledge neurons.")
+        methods = bound(c1.multiselect, "Methods", _form_setting("methods"), default=["memla", "ft"], options=list(METHODS),
+                        format_func=method_title)
+        variants = bound(c2.multiselect, "MEMLA ablations (paper Table 5)", _form_setting("variants"), default=[],
+                         options=list(ABLATIONS[1:]),
+                         help="Each variant is one more method; they share MEMLA's knowledge neurons.")
         c1, c2 = st.columns(2)
-        sources = c1.multiselect("Edit made in (source languages)", languages, default=["en"] if "en" in languages else languages[:1],
-                                 format_func=language_label, help="The paper: English (Table 3) and Chinese (Table 4).")
-        targets = c2.multiselect("Evaluated in (target languages)", languages, format_func=language_label,
-                                 placeholder="every language of each fact", help="Leave empty for every language, as in the paper.")
+        sources = bound(c1.multiselect, "Edit made in (source languages)", _form_setting("sources", languages),
+                        default=["en"] if "en" in languages else languages[:1], options=languages,
+                        format_func=language_label, help="The paper: English (Table 3) and Chinese (Table 4).")
+        targets = bound(c2.multiselect, "Evaluated in (target languages)", _form_setting("targets", languages),
+                        default=[], options=languages, format_func=language_label,
+                        placeholder="every language of each fact", help="Leave empty for every language, as in the paper.")
         c1, c2, c3 = st.columns(3)
-        limit = c1.number_input("Number of facts (the first N)", min_value=1, max_value=len(data), value=min(3, len(data)))
-        chosen = c2.multiselect("…or exactly these facts", [f.example_id for f in data], placeholder="the first N",
-                                format_func=lambda fid: data.get(fid).label)
-        seed = c3.number_input("Seed", min_value=0, value=0, step=1)
+        limit = bound(c1.number_input, "Number of facts (the first N)",
+                      _form_setting("limit", list(range(1, len(data) + 1)), min(3, len(data))),
+                      default=min(3, len(data)), min_value=1, max_value=len(data))
+        chosen = bound(c2.multiselect, "…or exactly these facts", _form_setting("facts", fact_ids), default=[],
+                       options=fact_ids, placeholder="the first N", format_func=lambda fid: data.get(fid).label)
+        seed = bound(c3.number_input, "Seed", _form_setting("seed"), default=0, min_value=0, step=1)
         c1, c2, c3 = st.columns(3)
-        ig_steps = c1.number_input("IG steps (knowledge neurons)", min_value=1, value=NeuronConfig().steps,
-                                   help="Fewer steps: faster, rougher neurons. The paper uses 20.")
-        edit_steps = c2.number_input("Edit steps", min_value=1, value=None, placeholder="each method's default",
-                                     help="Optimisation steps of every edit (MEMLA max_steps, ROME v_steps …).")
-        name = c3.text_input("Results file", value=f"{_file_name(spec.name_or_path.split('/')[-1])}-{dt.date.today():%Y%m%d}",
-                             help=f"Saved as <name>.csv in {results_dir()}. A name used before resumes that run.")
-        overwrite = st.checkbox("Discard the rows already in this results file (otherwise the run resumes)")
+        ig_steps = bound(c1.number_input, "IG steps (knowledge neurons)", _form_setting("ig_steps"),
+                         default=NeuronConfig().steps, min_value=1,
+                         help="Fewer steps: faster, rougher neurons. The paper uses 20.")
+        edit_steps = bound(c2.number_input, "Edit steps", _form_setting("edit_steps"), default=None, min_value=1,
+                           placeholder="each method's default",
+                           help="Optimisation steps of every edit (MEMLA max_steps, ROME v_steps …).")
+        name = bound(c3.text_input, "Results file", _form_setting("name"),
+                     default=f"{_file_name(spec.name_or_path.split('/')[-1])}-{dt.date.today():%Y%m%d}",
+                     help=f"Saved as <name>.csv in {results_dir()}. A name used before resumes that run.")
+        overwrite = bound(st.checkbox, "Discard the rows already in this results file (otherwise the run resumes)",
+                          _form_setting("overwrite"), default=False)
         submitted = st.form_submit_button("Start the benchmark", type="primary", icon=":material/play_arrow:")
     st.caption("Each (fact, method, source language) edits the unedited model, scores every target language and "
                "reverts. Gemma 3 270M on a laptop CPU: MEMLA about 1–2 min per fact (knowledge neurons, cached "
-               "afterwards), ROME/MEMIT/PMET about 1 min per edit, FT and IKE seconds.")
+               "afterwards), ROME/MEMIT/PMET about 1 min per edit, FT-L and IKE seconds.")
     if not submitted:
         return
     if not methods or not sources or not _file_name(name):
@@ -161,9 +234,35 @@ def _run_form(lm, spec) -> None:
     differences = _differences(config, lm)
     if differences:  # asked on the next runs, outside the form: resume with the file's settings, or a new file
         st.session_state[PENDING_MISMATCH] = (config, differences)
-    else:
-        _start(config, lm, data)
+    elif not _launch(config, lm, data):
+        return
     st.rerun()
+
+
+def _launch(config: BenchConfig, lm, data) -> bool:
+    """Say what the run will do to its file, then start it; a file that already holds every edit
+    of these settings is not run again (nothing would be computed), and a file this server is still
+    writing shows that run. False: an error is shown."""
+    running = find_job(config.out)
+    if running is not None and running.status().active:
+        _attach(running)
+        state.notify(f"A benchmark is already writing {config.out.name}: here is its progress. Stop it to start "
+                     "another run on that file, or choose another results file.")
+        return True
+    try:
+        plan = resume_plan(config, lm, data)
+    except ValueError as err:  # BenchConfigError: e.g. a language none of the chosen facts has
+        st.error(error_message(err, "Starting the benchmark"))
+        return False
+    st.session_state[state.BENCH_FILE] = str(config.out)
+    if plan.nothing_left:
+        state.notify(f"{plan.describe()} Their tables are under *Results next to the paper*. To compute them "
+                     "again, tick *Discard the rows already in this results file*; for other facts or methods, "
+                     "change the form.")
+        return True
+    state.notify(plan.describe())
+    _start(config, lm, data)
+    return True
 
 
 PENDING_MISMATCH = "bench_pending_mismatch"
@@ -191,15 +290,15 @@ def _resolve_mismatch(lm, data) -> None:
         for name, fields in file_overrides(existing, methods).items():
             overrides[name] = {**overrides.get(name, {}), **fields}
         st.session_state.pop(PENDING_MISMATCH)
-        _start(dataclasses.replace(config, method_overrides=overrides, seed=file_seed(existing, config.seed)), lm, data)
-        st.rerun()
+        if _launch(dataclasses.replace(config, method_overrides=overrides, seed=file_seed(existing, config.seed)), lm, data):
+            st.rerun()
     if right.button("Start a new file with these settings"):
         stem, number = config.out.stem, 2
         while (config.out.parent / f"{stem}-{number}.csv").exists():
             number += 1
         st.session_state.pop(PENDING_MISMATCH)
-        _start(dataclasses.replace(config, out=config.out.parent / f"{stem}-{number}.csv"), lm, data)
-        st.rerun()
+        if _launch(dataclasses.replace(config, out=config.out.parent / f"{stem}-{number}.csv"), lm, data):
+            st.rerun()
     if cancel.button("Change the settings"):
         st.session_state.pop(PENDING_MISMATCH)
         st.rerun()
@@ -228,7 +327,7 @@ def job_monitor(job: BenchJob) -> None:
     if not rows.empty:
         st.markdown("**Finished edits so far** (mean over target languages)")
         done = rows.groupby(["fact_id", "method", "source_lang"], sort=False)[["ES", "PS", "NS", "QS", "seconds_edit"]].mean()
-        st.dataframe(done.reset_index().tail(15), hide_index=True)
+        st.dataframe(display_table(readable_results(done.reset_index().tail(15))), hide_index=True)
 
 
 def _show_finished(job: BenchJob) -> None:
@@ -316,9 +415,10 @@ def results_panel() -> None:
     with tabs[3]:
         _multihop(results, stem)
     with tabs[4]:
-        table(coverage(results), f"{stem} time and coverage")
+        table(readable_results(coverage(results)), f"{stem} time and coverage")
     with tabs[5]:
-        table(results, f"{stem} rows")
+        # Shown in words; downloaded as written, so that the CSV can be uploaded here again.
+        table(results, f"{stem} rows", styled=display_table(readable_results(results)))
 
 
 def _side_by_side(ours: pd.DataFrame, theirs: pd.DataFrame, what: str, name: str, fmt: str = ".1f",
