@@ -126,7 +126,7 @@ def test_pick_fact_and_apply_an_edit(app_url):
 
             # The table is drawn on a canvas; its CSV download carries the same rows.
             with page.expect_download() as download:
-                page.get_by_role("button", name="Download memla before and after (CSV)").click()
+                page.get_by_role("button", name="Download MEMLA before and after (CSV)").click()
             rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
             assert [row["target language"] for row in rows] == ["en", "zh", "fr", "de"]
             assert all(row["answer after"] for row in rows)
