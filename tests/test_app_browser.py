@@ -17,7 +17,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -87,99 +89,95 @@ def _wait_idle(page) -> None:
     raise AssertionError("the app was still running after 15 minutes")
 
 
-def test_pick_fact_and_apply_an_edit(app_url):
-    from playwright.sync_api import expect, sync_playwright
+@contextmanager
+def _browser_page(height: int, **options) -> Iterator:
+    """A page of headless Chromium, 1400 px wide; the browser is closed afterwards, even on failure."""
+    from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 2000}, accept_downloads=True)
         try:
-            page.goto(app_url)
-            _wait_idle(page)
-            page.get_by_role("button", name="Load model").click()
-            _wait_idle(page)
-            expect(page.get_by_text("Layers × MLP neurons")).to_be_visible(timeout=LONG)
-
-            page.get_by_role("link", name="2 · Facts").click()
-            _wait_idle(page)
-            box = page.get_by_role("combobox", name=re.compile("Fact to work on"))
-            box.click()
-            box.fill("France")
-            page.get_by_role("option", name=re.compile(FACT)).click()
-            _wait_idle(page)
-            expect(page.get_by_role("heading", name=re.compile(f"{FACT}: France"))).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "browser-facts.png"), full_page=True)
-
-            page.get_by_role("link", name="4 · Edit").click()
-            _wait_idle(page)
-            page.get_by_text("Settings", exact=True).click()
-            steps = page.get_by_role("spinbutton", name="IG steps m")
-            steps.fill("4")
-            steps.press("Enter")
-            _wait_idle(page)
-            page.get_by_role("button", name="Apply edit").click()
-            _wait_idle(page)
-            expect(page.get_by_role("heading", name="Before and after the edit")).to_be_visible(timeout=LONG)
-            expect(page.locator("[data-testid=stDataFrame]").first).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "browser-edit.png"), full_page=True)
-
-            # The table is drawn on a canvas; its CSV download carries the same rows.
-            with page.expect_download() as download:
-                page.get_by_role("button", name="Download MEMLA before and after (CSV)").click()
-            rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
-            assert [row["target language"] for row in rows] == ["en", "zh", "fr", "de"]
-            assert all(row["answer after"] for row in rows)
-            assert float(rows[0]["P(new) after"]) > float(rows[0]["P(new) before"])
+            yield browser.new_page(viewport={"width": 1400, "height": height}, **options)
         finally:
             browser.close()
+
+
+def test_pick_fact_and_apply_an_edit(app_url):
+    from playwright.sync_api import expect
+
+    with _browser_page(height=2000, accept_downloads=True) as page:
+        page.goto(app_url)
+        _wait_idle(page)
+        page.get_by_role("button", name="Load model").click()
+        _wait_idle(page)
+        expect(page.get_by_text("Layers × MLP neurons")).to_be_visible(timeout=LONG)
+
+        page.get_by_role("link", name="2 · Facts").click()
+        _wait_idle(page)
+        box = page.get_by_role("combobox", name=re.compile("Fact to work on"))
+        box.click()
+        box.fill("France")
+        page.get_by_role("option", name=re.compile(FACT)).click()
+        _wait_idle(page)
+        expect(page.get_by_role("heading", name=re.compile(f"{FACT}: France"))).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "browser-facts.png"), full_page=True)
+
+        page.get_by_role("link", name="4 · Edit").click()
+        _wait_idle(page)
+        page.get_by_text("Settings", exact=True).click()
+        steps = page.get_by_role("spinbutton", name="IG steps m")
+        steps.fill("4")
+        steps.press("Enter")
+        _wait_idle(page)
+        page.get_by_role("button", name="Apply edit").click()
+        _wait_idle(page)
+        expect(page.get_by_role("heading", name="Before and after the edit")).to_be_visible(timeout=LONG)
+        expect(page.locator("[data-testid=stDataFrame]").first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "browser-edit.png"), full_page=True)
+
+        # The table is drawn on a canvas; its CSV download carries the same rows.
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download MEMLA before and after (CSV)").click()
+        rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
+        assert [row["target language"] for row in rows] == ["en", "zh", "fr", "de"]
+        assert all(row["answer after"] for row in rows)
+        assert float(rows[0]["P(new) after"]) > float(rows[0]["P(new) before"])
 
 
 def test_deep_link_to_a_page_on_a_fresh_server(app_url):
     """The first request of a fresh server may be a page's own URL (a bookmark, a shared link)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        try:
-            page.goto(f"{app_url}/run-benchmark")
-            _wait_idle(page)
-            expect(page.get_by_role("heading", name="Benchmark", exact=True)).to_be_visible()
-            assert page.get_by_text("Page not found").count() == 0
-            page.get_by_role("tab", name="Paper tables").click()
-            expect(page.get_by_text("ES, edits made in en: method × target language")).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "browser-benchmark.png"), full_page=True)
-        finally:
-            browser.close()
+    with _browser_page(height=1400) as page:
+        page.goto(f"{app_url}/run-benchmark")
+        _wait_idle(page)
+        expect(page.get_by_role("heading", name="Benchmark", exact=True)).to_be_visible()
+        assert page.get_by_text("Page not found").count() == 0
+        page.get_by_role("tab", name="Paper tables").click()
+        expect(page.get_by_text("ES, edits made in en: method × target language")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "browser-benchmark.png"), full_page=True)
 
 
 def test_reload_keeps_model_fact_and_source(app_url):
     """The default model loads by itself; a reload (or the same link in a new tab) restores the fact
     and source language from the URL, and marks what the unedited model knows."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 2000})
-        try:
-            page.goto(f"{app_url}/choose-fact")
-            _wait_idle(page)
-            expect(page.get_by_text(re.compile("gemma3-270m.? on "))).to_be_visible(timeout=LONG)  # sidebar: loaded
-            box = page.get_by_role("combobox", name=re.compile("Fact to work on"))
-            box.click()
-            box.fill("France")
-            page.get_by_role("option", name=re.compile(FACT)).click()
-            _wait_idle(page)
-            assert f"fact={FACT}" in page.url and "source=en" in page.url
+    with _browser_page(height=2000) as page:
+        page.goto(f"{app_url}/choose-fact")
+        _wait_idle(page)
+        expect(page.get_by_text(re.compile("gemma3-270m.? on "))).to_be_visible(timeout=LONG)  # sidebar: loaded
+        box = page.get_by_role("combobox", name=re.compile("Fact to work on"))
+        box.click()
+        box.fill("France")
+        page.get_by_role("option", name=re.compile(FACT)).click()
+        _wait_idle(page)
+        assert f"fact={FACT}" in page.url and "source=en" in page.url
 
-            page.reload()
-            _wait_idle(page)
-            expect(page.get_by_role("heading", name=re.compile(f"{FACT}: France"))).to_be_visible(timeout=LONG)
-            expect(page.get_by_text(re.compile("knows this fact in \\d+ of 12 shown languages"))).to_be_visible()
-            expect(page.get_by_text(re.compile("gemma3-270m.? on "))).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "browser-reload-facts.png"), full_page=True)
-        finally:
-            browser.close()
+        page.reload()
+        _wait_idle(page)
+        expect(page.get_by_role("heading", name=re.compile(f"{FACT}: France"))).to_be_visible(timeout=LONG)
+        expect(page.get_by_text(re.compile("knows this fact in \\d+ of 12 shown languages"))).to_be_visible()
+        expect(page.get_by_text(re.compile("gemma3-270m.? on "))).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "browser-reload-facts.png"), full_page=True)
