@@ -298,7 +298,7 @@ def test_any_registered_method_runs_and_failures_become_rows(tiny_models, bundle
     rows = read_results(tmp_path / "prefix.csv")
     assert outcome.computed == 2 and outcome.failed == 0 and len(rows) == 4
     assert '"max_steps": 4' in rows["settings"][0] and '"seed": 5' in rows["settings"][0]
-    assert set(main_table(rows)["method"]) == {"PREFIX"}
+    assert set(main_table(rows)["method"]) == {"Prefix"}  # the registry title
 
     broken = _config(tmp_path / "broken.csv", methods=("prefix",), method_overrides={"prefix": {"demonstrations": "-1"}})
     outcome = run_bench(broken, lm=tiny_models["opt"], dataset=bundled)
