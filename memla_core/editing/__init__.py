@@ -1,6 +1,7 @@
 """Editing methods behind one interface: compute an ``Edit``, apply it, revert it."""
 
-from .base import AppliedEdit, Edit, EditDivergedError, EditError, Editor, EditRequest
+from .base import AppliedEdit, BatchEditRequest, Edit, EditDivergedError, EditError, Editor, EditRequest
+from .batch import BatchNotSupportedError, batchable_methods, compute_request
 from .ft import FTConfig, FTEditor
 from .hparams import FAMILY_DEFAULTS
 from .ike import IkeConfig, IkeEditor
@@ -23,6 +24,8 @@ from .registry import (
 __all__ = [
     "ABLATIONS",
     "AppliedEdit",
+    "BatchEditRequest",
+    "BatchNotSupportedError",
     "ConfigField",
     "ConfigFieldError",
     "Edit",
@@ -47,7 +50,9 @@ __all__ = [
     "RomeConfig",
     "RomeEditor",
     "StatsConfig",
+    "batchable_methods",
     "build_editor",
+    "compute_request",
     "config_fields",
     "default_config",
     "method_spec",

@@ -47,13 +47,63 @@ class EditRequest:
     def prompt(self) -> EditPrompt:
         return self.fact.in_language(self.source_language).edit
 
+    @property
+    def fact_id(self) -> str:
+        return self.fact.example_id
+
+    @property
+    def fact_ids(self) -> tuple[str, ...]:
+        return (self.fact_id,)
+
+    @property
+    def requests(self) -> tuple["EditRequest", ...]:
+        """The single-fact requests this request is made of: itself (a batch has one per fact)."""
+        return (self,)
+
+
+@dataclass(frozen=True)
+class BatchEditRequest:
+    """Edit all ``facts`` at once, each as written in ``source_language``: one ``Edit`` that
+    changes k facts (``compute_batch`` of the methods whose registry entry is ``batchable``)."""
+
+    facts: tuple[Fact, ...]
+    source_language: str
+
+    def __post_init__(self) -> None:
+        facts = tuple(self.facts)  # a list is accepted and kept as a tuple
+        object.__setattr__(self, "facts", facts)
+        if not facts:
+            raise ValueError("BatchEditRequest.facts is empty; a batch needs at least one fact.")
+        ids = [f.example_id for f in facts]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"BatchEditRequest.facts names '{repeated[0]}' more than once; give each fact once.")
+        for fact in facts:
+            fact.in_language(self.source_language)  # names the fact and the languages it has
+
+    @property
+    def fact_ids(self) -> tuple[str, ...]:
+        return tuple(f.example_id for f in self.facts)
+
+    @property
+    def fact_id(self) -> str:
+        """The facts' ids joined with "+" (an ``Edit``'s ``fact_id``; ``Edit.fact_ids`` lists them)."""
+        return "+".join(self.fact_ids)
+
+    @property
+    def requests(self) -> tuple[EditRequest, ...]:
+        return tuple(EditRequest(f, self.source_language) for f in self.facts)
+
+    def __len__(self) -> int:
+        return len(self.facts)
+
 
 @dataclass
 class Edit:
     """A computed edit: weight deltas (in each parameter's own layout) and/or a context prefix."""
 
     method: str
-    fact_id: str
+    fact_id: str  # a batch edit's facts joined with "+" (``fact_ids`` lists them)
     source_language: str
     weight_deltas: dict[str, torch.Tensor] = field(default_factory=dict)
     context: str = ""  # text put before every prompt (in-context editing)
@@ -61,17 +111,30 @@ class Edit:
     config: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)  # method-specific (neurons, adapters …)
+    context_query: str = ""
+    """The end of ``context`` that introduces the prompt (IKE's "Prompt: "): stacked in-context
+    edits keep it once, after the last context (``stack.stacked_context``)."""
 
     @classmethod
-    def for_request(cls, method: str, request: EditRequest, started: float, **fields: Any) -> "Edit":
-        """An edit of ``request`` by ``method``; ``started`` is ``time.perf_counter()`` at the start."""
+    def for_request(
+        cls, method: str, request: EditRequest | BatchEditRequest, started: float, **fields: Any
+    ) -> "Edit":
+        """An edit of ``request`` (one fact or a batch) by ``method``; ``started`` is
+        ``time.perf_counter()`` at the start."""
+        if len(request.requests) > 1:
+            fields["details"] = {"fact_ids": list(request.fact_ids), **fields.get("details", {})}
         return cls(
             method=method,
-            fact_id=request.fact.example_id,
+            fact_id=request.fact_id,
             source_language=request.source_language,
             seconds=time.perf_counter() - started,
             **fields,
         )
+
+    @property
+    def fact_ids(self) -> tuple[str, ...]:
+        """The facts this edit changes: its one fact, or every fact of a batch."""
+        return tuple(self.details.get("fact_ids", (self.fact_id,)))
 
     def apply(self, lm: LoadedModel) -> "AppliedEdit":
         params = dict(lm.model.named_parameters())

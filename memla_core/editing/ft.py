@@ -18,7 +18,8 @@ import torch
 
 from ..models import LoadedModel
 from ..scoring import answer_logprobs, encode_completion
-from .base import Edit, EditDivergedError, EditRequest, StepFn
+from .base import BatchEditRequest, Edit, EditDivergedError, EditRequest, StepFn
+from .batch import mean
 from .hparams import resolve
 from .locate import check_layers
 
@@ -81,14 +82,22 @@ class FTEditor:
         self.config = config or FTConfig()
 
     def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
+        return self._compute(lm, request, on_step)
+
+    def compute_batch(self, lm: LoadedModel, batch: BatchEditRequest, on_step: StepFn | None = None) -> Edit:
+        """Every fact of ``batch`` at once: the loss is the mean of the facts' losses."""
+        return self._compute(lm, batch, on_step)
+
+    def _compute(self, lm: LoadedModel, request: EditRequest | BatchEditRequest, on_step: StepFn | None) -> Edit:
         start = time.perf_counter()
         cfg = resolve(self.config, self.name, lm)
         check_layers([cfg.layer], lm, "FTConfig.layer")
-        edit = request.prompt
         lang = request.source_language
-        items = [encode_completion(lm, edit.filled(), edit.target_new, lang)]
-        if edit.target_true:
-            items.append(encode_completion(lm, edit.filled(), edit.target_true, lang))
+        prompts = [r.prompt for r in request.requests]
+        k = len(prompts)
+        # The new answers first, then the true ones of the facts that have one.
+        items = [encode_completion(lm, e.filled(), e.target_new, lang) for e in prompts]
+        items += [encode_completion(lm, e.filled(), e.target_true, lang) for e in prompts if e.target_true]
         name = f"{lm.adapter.down_proj_name(cfg.layer)}.weight"
         weight = lm.model.get_parameter(name)
         with lm.lock:
@@ -99,19 +108,24 @@ class FTEditor:
                 optimiser = torch.optim.Adam([weight], lr=cfg.lr)
                 for step in range(cfg.steps + 1):
                     logprobs = answer_logprobs(lm, items, grad=True)
-                    loss = -logprobs[0].mean()
+                    losses = [-lp.mean() for lp in logprobs[:k]]
+                    loss = losses[0] if k == 1 else torch.stack(losses).mean()
+                    p_new = [lp.sum().exp().item() for lp in logprobs[:k]]
+                    p_true = [lp.sum().exp().item() for lp in logprobs[k:]]
                     record = {
                         "step": step,
                         "loss": loss.item(),
-                        "p_new": logprobs[0].sum().exp().item(),
-                        "p_true": logprobs[1].sum().exp().item() if len(items) > 1 else math.nan,
+                        "p_new": mean(p_new),
+                        "p_true": mean(p_true) if p_true else math.nan,
                     }
+                    if k > 1:
+                        record["p_new_min"] = min(p_new)
                     trace.append(record)
                     if on_step:
                         on_step(record)
                     if not torch.isfinite(loss):
                         raise EditDivergedError(f"FT-L loss became {record['loss']} at step {step}; nothing was applied.", trace)
-                    if record["loss"] < cfg.stop_loss or record["p_new"] > cfg.stop_p_new or step == cfg.steps:
+                    if record["loss"] < cfg.stop_loss or min(p_new) > cfg.stop_p_new or step == cfg.steps:
                         break
                     optimiser.zero_grad()
                     loss.backward()

@@ -34,7 +34,7 @@ from typing import Sequence
 from ..data.schema import Fact, FactInLanguage
 from ..models import LoadedModel
 from ..scoring import joiner
-from .base import Edit, EditRequest, StepFn
+from .base import BatchEditRequest, Edit, EditRequest, StepFn
 
 DEMONSTRATION_KINDS = ("copy", "retain", "update")
 """Kinds counted back from the query: the last demonstration is a copy, the one before it a retain …"""
@@ -81,21 +81,26 @@ def _demonstration(fact: Fact, lang: str, kind: str, cfg: IkeConfig) -> str:
     )
 
 
-def build_context(request: EditRequest, pool: Sequence[Fact], cfg: IkeConfig) -> tuple[str, list[str]]:
-    """The context text and the ids of the facts its demonstrations come from."""
+def build_context(
+    request: EditRequest | BatchEditRequest, pool: Sequence[Fact], cfg: IkeConfig
+) -> tuple[str, list[str]]:
+    """The context text and the ids of the facts its demonstrations come from. A batch states
+    each of its facts after the demonstrations, none of which comes from the batch."""
     lang = request.source_language
-    others = [f for f in pool if f.example_id != request.fact.example_id and lang in f.languages]
-    digest = hashlib.sha256(f"{cfg.seed}:{request.fact.example_id}".encode()).digest()
+    edited = set(request.fact_ids)
+    others = [f for f in pool if f.example_id not in edited and lang in f.languages]
+    digest = hashlib.sha256(f"{cfg.seed}:{request.fact_id}".encode()).digest()
     rng = random.Random(int.from_bytes(digest[:8], "big"))
     chosen = rng.sample(others, min(cfg.demonstrations, len(others)))
     if cfg.demonstrations and not chosen:
-        chosen = [request.fact]
+        chosen = [request.requests[0].fact]
     n = len(chosen)
     parts = [
-        _demonstration(fact, lang, "copy" if fact is request.fact else DEMONSTRATION_KINDS[(n - 1 - i) % 3], cfg)
+        _demonstration(fact, lang, "copy" if fact.example_id in edited else DEMONSTRATION_KINDS[(n - 1 - i) % 3], cfg)
         for i, fact in enumerate(chosen)
     ]
-    parts.append(f"{cfg.fact_label} {_statement(request.fact.in_language(lang), lang)}\n{cfg.prompt_label} ")
+    parts += [f"{cfg.fact_label} {_statement(r.fact.in_language(lang), lang)}\n" for r in request.requests]
+    parts.append(f"{cfg.prompt_label} ")
     return "".join(parts), [f.example_id for f in chosen]
 
 
@@ -107,8 +112,16 @@ class IkeEditor:
         self.pool = pool  # None: the bundled dataset
 
     def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
+        return self._compute(request)
+
+    def compute_batch(self, lm: LoadedModel, batch: BatchEditRequest, on_step: StepFn | None = None) -> Edit:
+        """One context stating every fact of ``batch`` after the demonstrations."""
+        return self._compute(batch)
+
+    def _compute(self, request: EditRequest | BatchEditRequest) -> Edit:
         start = time.perf_counter()
-        request.prompt  # a clear error now when the fact lacks the source language
+        for single in request.requests:
+            single.prompt  # a clear error now when a fact lacks the source language
         pool = self.pool
         if pool is None:
             from ..data import load_bundled
@@ -118,6 +131,7 @@ class IkeEditor:
         return Edit.for_request(
             self.name, request, start,
             context=context,
+            context_query=f"{self.config.prompt_label} ",
             config=asdict(self.config),
             details={"demonstrations_from": sources},
         )

@@ -17,7 +17,7 @@ import torch
 from ..models import LoadedModel
 from ..paths import ASSETS_DIR
 from ..scoring import project_to_logits
-from .base import EditRequest
+from .base import BatchEditRequest, EditRequest
 
 SENTENCES_FILE = ASSETS_DIR / "ability" / "sentences.json"
 GENERIC_SENTENCES = 3
@@ -30,8 +30,9 @@ def generic_sentences(language: str) -> tuple[str, ...]:
     return tuple(item["text"].get(language) or item["text"]["en"] for item in items)
 
 
-def locality_texts(request: EditRequest) -> list[str]:
-    return [request.prompt.subject, *generic_sentences(request.source_language)]
+def locality_texts(request: EditRequest | BatchEditRequest) -> list[str]:
+    """The subject of each fact (one, or a batch's), then the generic sentences."""
+    return [*(r.prompt.subject for r in request.requests), *generic_sentences(request.source_language)]
 
 
 @dataclass
@@ -54,7 +55,7 @@ def _log_probs(lm: LoadedModel, input_ids, mask, positions) -> torch.Tensor:
     return torch.log_softmax(project_to_logits(lm, hidden[positions]).float(), dim=-1)
 
 
-def locality_reference(lm: LoadedModel, request: EditRequest, config=None) -> LocalityReference:
+def locality_reference(lm: LoadedModel, request: EditRequest | BatchEditRequest, config=None) -> LocalityReference:
     """Encode the locality texts (right-padded) and record the unedited model's distributions."""
     tok = lm.tokenizer
     seqs = [tok(text)["input_ids"] for text in locality_texts(request)]

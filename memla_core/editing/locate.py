@@ -396,7 +396,9 @@ def finite_or_raise(deltas: Mapping[str, torch.Tensor], trace: list[dict[str, fl
 
 
 def least_squares_update(key: torch.Tensor, change: torch.Tensor, cov: torch.Tensor, weight: float) -> torch.Tensor:
-    """MEMIT's ΔW = Δm kᵀ (λ·C + k kᵀ)⁻¹ for one key, in [out, in]."""
-    k = key.double().to(cov.device)[:, None]
+    """MEMIT's ΔW = Δm kᵀ (λ·C + k kᵀ)⁻¹ in [out, in] for one key [in] and its change [out], or
+    ΔW = R Kᵀ (λ·C + K Kᵀ)⁻¹ for k keys [k, in] and their changes [k, out] at once (a batch)."""
+    k = key.double().to(cov.device).reshape(-1, key.shape[-1]).T.contiguous()  # [in, keys]
+    changes = change.double().to(cov.device).reshape(-1, change.shape[-1]).T.contiguous()  # [out, keys]
     adjusted = solve(weight * cov + k @ k.T, k)  # (λC + kkᵀ)⁻¹ k
-    return (change.double().to(cov.device)[:, None] @ adjusted.T).float()
+    return (changes @ adjusted.T).float()

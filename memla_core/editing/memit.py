@@ -28,7 +28,8 @@ import torch
 
 from .. import hooks
 from ..models import LoadedModel
-from .base import Edit, EditRequest, StepFn
+from .base import BatchEditRequest, Edit, EditRequest, StepFn
+from .batch import fact_step, fact_trace
 from .hparams import resolve
 from .layer_stats import LayerStats, StatsConfig
 from .locate import (
@@ -157,44 +158,67 @@ class MemitEditor:
         self.config = with_int_layers(config or MemitConfig())
 
     def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
+        return self._compute(lm, request, on_step)
+
+    def compute_batch(self, lm: LoadedModel, batch: BatchEditRequest, on_step: StepFn | None = None) -> Edit:
+        """MEMIT's mass edit: one target z* per fact, then per layer one least-squares update
+        for every fact's key at once."""
+        return self._compute(lm, batch, on_step)
+
+    def _compute(self, lm: LoadedModel, request: EditRequest | BatchEditRequest, on_step: StepFn | None) -> Edit:
         start = time.perf_counter()
         cfg = resolve(self.config, self.name, lm)
         layers = list(cfg.layers)
         check_layers(layers, lm, f"{type(cfg).__name__}.layers")
         last = layers[-1]
         down_last, block_last = lm.adapter.down_proj_name(last), lm.adapter.layer_name(last)
+        requests = request.requests
+        count = len(requests)
         weight_deltas: dict[str, torch.Tensor] = {}
+        trace: list[dict[str, float]] = []
         with lm.lock:
             prefixes = context_prefixes(lm, request.source_language, cfg.context_templates, cfg.context_length, cfg.seed)
-            rows = build_rows(lm, request, prefixes)
-            # The clamp and weight decay are relative to the residual stream at L, as in MEMIT.
-            residual_now = capture(lm, rows, outputs=[block_last]).outputs[block_last][0]
-            deltas, trace = optimise_values(
-                lm, rows, {down_last: residual_now}, cfg, on_step, self.method_label, true_answer_rows(lm, request)
-            )
-            z_target = capture(lm, rows, outputs=[block_last], deltas=deltas).outputs[block_last][0]
+            rows = [build_rows(lm, single, prefixes) for single in requests]
+            z_targets, delta_norms = [], []
+            for index, (single, fact_rows) in enumerate(zip(requests, rows)):
+                # The clamp and weight decay are relative to the residual stream at L, as in MEMIT.
+                residual_now = capture(lm, fact_rows, outputs=[block_last]).outputs[block_last][0]
+                deltas, fact_steps = optimise_values(
+                    lm, fact_rows, {down_last: residual_now}, cfg, fact_step(on_step, index, count),
+                    self.method_label, true_answer_rows(lm, single),
+                )
+                trace += fact_trace(fact_steps, index, count)
+                z_targets.append(capture(lm, fact_rows, outputs=[block_last], deltas=deltas).outputs[block_last][0])
+                delta_norms.append(float(deltas[down_last].norm()))
             stats = LayerStats(lm, cfg.stats)
             stats.second_moments(layers)  # one pass for every layer of the range
             temporary = TemporaryWeights(lm)
             try:
                 for i, layer in enumerate(layers):
                     name = lm.adapter.down_proj_name(layer)
-                    now = capture(lm, rows, inputs=[name], outputs=[block_last])
-                    key = now.inputs[name][: rows.n_rewrite].mean(0)
-                    residual = (z_target - now.outputs[block_last][0]) / (len(layers) - i)
-                    change = mlp_change_for(lm, rows, layer, residual, cfg.newton_steps, cfg.mlp_trust_ratio)
-                    update = least_squares_update(key, change, stats.regularised(layer), cfg.mom2_update_weight)
+                    keys, changes = [], []
+                    for fact_rows, z_target in zip(rows, z_targets):
+                        now = capture(lm, fact_rows, inputs=[name], outputs=[block_last])
+                        keys.append(now.inputs[name][: fact_rows.n_rewrite].mean(0))
+                        residual = (z_target - now.outputs[block_last][0]) / (len(layers) - i)
+                        changes.append(mlp_change_for(lm, fact_rows, layer, residual, cfg.newton_steps, cfg.mlp_trust_ratio))
+                        log.debug("MEMIT layer %d: |residual| %.4g, |Δm| %.4g", layer, residual.norm(), changes[-1].norm())
+                    update = least_squares_update(
+                        torch.stack(keys), torch.stack(changes), stats.regularised(layer), cfg.mom2_update_weight
+                    )
                     delta = to_weight_layout(lm, update.to(lm.device))
                     finite_or_raise({f"{name}.weight": delta}, trace, self.method_label)
                     weight_deltas[f"{name}.weight"] = delta
                     temporary.add(f"{name}.weight", delta)
-                    log.debug("MEMIT layer %d: |residual| %.4g, |Δm| %.4g", layer, residual.norm(), change.norm())
             finally:
                 temporary.restore()
+        details = {"layers": layers, "prefixes": prefixes, "delta_norm": max(delta_norms)}
+        if count > 1:
+            details["delta_norms"] = delta_norms
         return Edit.for_request(
             self.name, request, start,
             weight_deltas=weight_deltas,
             trace=trace,
             config=asdict(cfg),
-            details={"layers": layers, "prefixes": prefixes, "delta_norm": float(deltas[down_last].norm())},
+            details=details,
         )

@@ -24,7 +24,8 @@ from peft.tuners.lora import LoraLayer
 from ..models import LoadedModel
 from ..neurons import NeuronConfig, NeuronSets, find_neurons
 from ..scoring import answer_logprobs, encode_completion
-from .base import Edit, EditDivergedError, EditError, EditRequest, StepFn
+from .base import BatchEditRequest, Edit, EditDivergedError, EditError, EditRequest, StepFn
+from .batch import mean
 from .locality import locality_reference
 
 log = logging.getLogger(__name__)
@@ -217,36 +218,71 @@ def row_mask(plan: LayerPlan, width: int, config: MemlaConfig) -> torch.Tensor:
     return mask
 
 
+def union_of_neurons(sets: list[NeuronSets], fact_id: str) -> NeuronSets:
+    """The neurons of a batch: every fact's language-independent neurons, and every fact's
+    language-specific ones that are no fact's language-independent neuron (the two sets stay
+    disjoint, as for one fact). One set is returned as it is."""
+    if len(sets) == 1:
+        return sets[0]
+    independent = frozenset().union(*(s.language_independent for s in sets))
+    specific = frozenset().union(*(s.language_specific for s in sets)) - independent
+    per_language: dict[str, frozenset] = {}
+    for s in sets:
+        for lang, found in s.per_language.items():
+            per_language[lang] = per_language.get(lang, frozenset()) | found
+    return NeuronSets(
+        fact_id, sets[0].source_language, per_language, independent, specific,
+        attributions=tuple(a for s in sets for a in s.attributions), config=sets[0].config,
+    )
+
+
 class MemlaEditor:
     name = "memla"
 
     def __init__(self, config: MemlaConfig = MemlaConfig(), neurons: NeuronSets | None = None):
         self.config = config
-        self.neurons = neurons  # precomputed sets (the app and the bench runner reuse them)
+        # Precomputed sets (the app and the bench runner reuse them): of the request's fact, of
+        # one fact of a batch, or of a whole batch (``union_of_neurons``, fact_id = the batch's).
+        self.neurons = neurons
 
     def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
+        return self._compute(lm, request, on_step)
+
+    def compute_batch(self, lm: LoadedModel, batch: BatchEditRequest, on_step: StepFn | None = None) -> Edit:
+        """Every fact of ``batch`` at once: LoRA editors on the union of the facts' neurons,
+        trained on the mean of the facts' losses."""
+        return self._compute(lm, batch, on_step)
+
+    def _neurons(self, lm: LoadedModel, request: EditRequest | BatchEditRequest) -> NeuronSets:
+        def known(fact_id: str) -> bool:
+            n = self.neurons
+            return n is not None and n.fact_id == fact_id and n.source_language == request.source_language
+
+        if known(request.fact_id):
+            return self.neurons
+        sets = [
+            self.neurons if known(r.fact_id) else find_neurons(lm, r.fact, r.source_language, self.config.neurons)
+            for r in request.requests
+        ]
+        return union_of_neurons(sets, request.fact_id)
+
+    def _compute(self, lm: LoadedModel, request: EditRequest | BatchEditRequest, on_step: StepFn | None) -> Edit:
         start = time.perf_counter()
         cfg = self.config
-        neurons = self.neurons
-        if neurons is None or neurons.fact_id != request.fact.example_id or neurons.source_language != request.source_language:
-            neurons = find_neurons(lm, request.fact, request.source_language, cfg.neurons)
+        neurons = self._neurons(lm, request)
         plans = plan_layers(neurons, cfg)
         if not plans:
             raise EditError(
-                f"No knowledge neurons to edit for fact '{request.fact.example_id}' "
+                f"No knowledge neurons to edit for fact '{request.fact_id}' "
                 f"({request.source_language}): lower NeuronConfig.threshold or enable the other editor."
             )
-        edit_prompt = request.prompt
         lang = request.source_language
-        new = encode_completion(lm, edit_prompt.filled(), edit_prompt.target_new, lang)
-        true = (
-            encode_completion(lm, edit_prompt.filled(), edit_prompt.target_true, lang)
-            if edit_prompt.target_true
-            else None
-        )
+        prompts = [r.prompt for r in request.requests]
+        news = [encode_completion(lm, e.filled(), e.target_new, lang) for e in prompts]
+        trues = [encode_completion(lm, e.filled(), e.target_true, lang) if e.target_true else None for e in prompts]
         with lm.lock:
             locality = locality_reference(lm, request, cfg) if cfg.locality_weight > 0 else None
-            trace, deltas, lora_state, lora_config = self._train(lm, plans, new, true, on_step, locality)
+            trace, deltas, lora_state, lora_config = self._train(lm, plans, news, trues, on_step, locality)
         return Edit.for_request(
             self.name, request, start,
             weight_deltas=deltas,
@@ -260,7 +296,8 @@ class MemlaEditor:
             },
         )
 
-    def _train(self, lm, plans, new, true, on_step, locality=None):
+    def _train(self, lm, plans, news, trues, on_step, locality=None):
+        """``news[i]``, ``trues[i]``: fact i's new and true answers (``None`` without a true one)."""
         cfg = self.config
         names = {lm.adapter.down_proj_name(p.layer): p for p in plans}
         # LoRA scaling = alpha / r. With scale_in_training it is c, so training sees exactly the
@@ -301,18 +338,27 @@ class MemlaEditor:
                 params += [lora_a, lora_b]
             optimiser = torch.optim.Adam(params, lr=cfg.lr)
             trace: list[dict[str, float]] = []
-            items = [new] if true is None else [new, true]
+            items = [*news, *(t for t in trues if t is not None)]
             for step in range(cfg.max_steps + 1):
                 logprobs = answer_logprobs(lm, items, grad=True)
-                nll_new = -logprobs[0].sum()
-                p_true = logprobs[1].sum().exp() if true is not None else torch.zeros(())
-                loss = cfg.weight_new * nll_new + cfg.weight_true * p_true
+                true_logprobs = iter(logprobs[len(news) :])
+                losses, p_news, p_trues = [], [], []
+                for new_logprobs, true in zip(logprobs, trues):
+                    nll_new = -new_logprobs.sum()
+                    p_true = next(true_logprobs).sum().exp() if true is not None else torch.zeros(())
+                    losses.append(cfg.weight_new * nll_new + cfg.weight_true * p_true)
+                    p_news.append(torch.exp(-nll_new).item())
+                    if true is not None:
+                        p_trues.append(p_true.item())
+                loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
                 record = {
                     "step": step,
                     "loss": loss.item(),
-                    "p_new": torch.exp(-nll_new).item(),
-                    "p_true": p_true.item() if true is not None else math.nan,
+                    "p_new": mean(p_news),
+                    "p_true": mean(p_trues) if p_trues else math.nan,
                 }
+                if len(news) > 1:
+                    record["p_new_min"] = min(p_news)
                 if locality is not None:
                     kl = locality.kl(lm)
                     loss = loss + cfg.locality_weight * kl
@@ -322,7 +368,7 @@ class MemlaEditor:
                     on_step(record)
                 if not torch.isfinite(loss):
                     raise EditDivergedError(f"MEMLA loss became {record['loss']} at step {step}; edit rolled back.", trace)
-                if loss.item() < cfg.stop_loss or record["p_new"] > cfg.stop_p_new or step == cfg.max_steps:
+                if loss.item() < cfg.stop_loss or min(p_news) > cfg.stop_p_new or step == cfg.max_steps:
                     break
                 optimiser.zero_grad()
                 loss.backward()

@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..models import LoadedModel
-from .base import Edit, EditRequest, StepFn
+from .base import BatchEditRequest, Edit, EditRequest, StepFn
+from .batch import fact_step, fact_trace
 from .hparams import resolve
 from .layer_stats import LayerStats, ModuleKind, StatsConfig, module_name
 from .locate import (
@@ -83,6 +84,14 @@ class PmetEditor:
         self.config = with_int_layers(config or PmetConfig())
 
     def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
+        return self._compute(lm, request, on_step)
+
+    def compute_batch(self, lm: LoadedModel, batch: BatchEditRequest, on_step: StepFn | None = None) -> Edit:
+        """Every fact of ``batch`` at once: one pair of targets per fact, then per layer and
+        module one least-squares update for every fact's key (MEMIT's mass edit)."""
+        return self._compute(lm, batch, on_step)
+
+    def _compute(self, lm: LoadedModel, request: EditRequest | BatchEditRequest, on_step: StepFn | None) -> Edit:
         start = time.perf_counter()
         cfg = resolve(self.config, self.name, lm)
         layers = list(cfg.layers)
@@ -90,14 +99,23 @@ class PmetEditor:
         last = layers[-1]
         kinds: list[ModuleKind] = ["down_proj", "attn_out"] if cfg.rewrite_attention else ["down_proj"]
         at_last = {kind: module_name(lm, kind, last) for kind in ("down_proj", "attn_out")}
+        requests = request.requests
+        count = len(requests)
         weight_deltas: dict[str, torch.Tensor] = {}
+        trace: list[dict[str, float]] = []
         with lm.lock:
             prefixes = context_prefixes(lm, request.source_language, cfg.context_templates, cfg.context_length, cfg.seed)
-            rows = build_rows(lm, request, prefixes)
-            seen = capture(lm, rows, outputs=list(at_last.values()))
-            initial = {name: seen.outputs[name][0] for name in at_last.values()}
-            deltas, trace = optimise_values(lm, rows, initial, cfg, on_step, "PMET", true_answer_rows(lm, request))
-            targets = {kind: initial[name] + deltas[name] for kind, name in at_last.items()}
+            rows = [build_rows(lm, single, prefixes) for single in requests]
+            targets, delta_norms = [], []  # per fact
+            for index, (single, fact_rows) in enumerate(zip(requests, rows)):
+                seen = capture(lm, fact_rows, outputs=list(at_last.values()))
+                initial = {name: seen.outputs[name][0] for name in at_last.values()}
+                deltas, fact_steps = optimise_values(
+                    lm, fact_rows, initial, cfg, fact_step(on_step, index, count), "PMET", true_answer_rows(lm, single)
+                )
+                trace += fact_trace(fact_steps, index, count)
+                targets.append({kind: initial[name] + deltas[name] for kind, name in at_last.items()})
+                delta_norms.append({kind: float(deltas[name].norm()) for kind, name in at_last.items()})
             stats = LayerStats(lm, cfg.stats)
             for kind in kinds:
                 stats.second_moments(layers, kind)  # one pass per module kind for the whole range
@@ -106,25 +124,30 @@ class PmetEditor:
                 for i, layer in enumerate(layers):
                     for kind in kinds:
                         name = module_name(lm, kind, layer)
-                        now = capture(lm, rows, inputs=[name], outputs=[at_last[kind]])
-                        key = now.inputs[name][: rows.n_rewrite].mean(0)
-                        residual = (targets[kind] - now.outputs[at_last[kind]][0]) / math.sqrt(len(layers) - i)
+                        keys, residuals = [], []
+                        for fact_rows, target in zip(rows, targets):
+                            now = capture(lm, fact_rows, inputs=[name], outputs=[at_last[kind]])
+                            keys.append(now.inputs[name][: fact_rows.n_rewrite].mean(0))
+                            residuals.append((target[kind] - now.outputs[at_last[kind]][0]) / math.sqrt(len(layers) - i))
                         cov = stats.regularised(layer, kind)
-                        update = least_squares_update(key, residual, cov, cfg.mom2_update_weight)
+                        update = least_squares_update(torch.stack(keys), torch.stack(residuals), cov, cfg.mom2_update_weight)
                         delta = to_weight_layout(lm, update.to(lm.device))
                         finite_or_raise({f"{name}.weight": delta}, trace, "PMET")
                         weight_deltas[f"{name}.weight"] = delta
                         temporary.add(f"{name}.weight", delta)
             finally:
                 temporary.restore()
+        details = {
+            "layers": layers,
+            "prefixes": prefixes,
+            "delta_norms": {kind: max(norms[kind] for norms in delta_norms) for kind in at_last},
+        }
+        if count > 1:
+            details["delta_norms_per_fact"] = delta_norms
         return Edit.for_request(
             self.name, request, start,
             weight_deltas=weight_deltas,
             trace=trace,
             config=asdict(cfg),
-            details={
-                "layers": layers,
-                "prefixes": prefixes,
-                "delta_norms": {kind: float(deltas[name].norm()) for kind, name in at_last.items()},
-            },
+            details=details,
         )

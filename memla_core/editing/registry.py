@@ -11,7 +11,9 @@ editor takes besides its config is declared in its spec, never guessed from its 
 - ``uses_fact_pool``: the editor takes ``pool=`` facts (IKE draws its demonstrations from them);
 - ``step_field``: the config field counting optimisation steps (progress bars, ``--max-steps``,
   the benchmark's ``--edit-steps``; ``edit_steps`` is accepted as its name everywhere);
-- ``variants``: named field switches, such as MEMLA's Table 5 ablations.
+- ``variants``: named field switches, such as MEMLA's Table 5 ablations;
+- ``batchable``: the editor also has ``compute_batch(lm, batch, on_step)``, one edit of k facts
+  (``batch``); callers offer batches only where it is set, and ``check_batchable`` refuses the rest.
 
 Adding a method: its file in ``editing/`` (config + editor) and one entry in ``METHODS``. The
 baselines' ``None`` fields are filled per architecture (``hparams``) by ``default_config``.
@@ -26,6 +28,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, 
 from typing import Any, Callable, Literal, Mapping, Union, get_args, get_origin, get_type_hints
 
 from . import hparams, presets
+from .batch import batch_refusal
 from .ft import FTConfig, FTEditor
 from .ike import IkeConfig, IkeEditor
 from .memit import MemitConfig, MemitEditor
@@ -303,6 +306,8 @@ class MethodSpec:
     step_field: str | None = None
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     """Label -> {field: value}; the first label names the method as it is (paper Table 5)."""
+    batchable: bool = False
+    """The editor edits k facts at once (``compute_batch``; see ``batch``)."""
 
     def __post_init__(self) -> None:
         where = f"MethodSpec '{self.name}'"
@@ -319,6 +324,19 @@ class MethodSpec:
             for path in switches:
                 if not has_field(self.config_cls, path):
                     raise TypeError(f"{where}: variant '{label}' switches '{path}', no field of {self.config_cls.__name__}.")
+        can_batch = callable(getattr(self.editor_cls, "compute_batch", None))
+        if self.batchable != can_batch:
+            editor = getattr(self.editor_cls, "__name__", repr(self.editor_cls))
+            raise TypeError(
+                f"{where}: batchable={self.batchable} but {editor} "
+                + ("has no compute_batch(lm, batch, on_step)." if self.batchable else "has compute_batch; set batchable=True.")
+            )
+
+    def check_batchable(self) -> None:
+        """Refuse a batch for a method that edits one fact at a time (``BatchNotSupportedError``
+        naming the methods that can)."""
+        if not self.batchable:
+            raise batch_refusal(self.title)
 
     def resolve_path(self, path: str) -> str | None:
         """``edit_steps`` -> this method's step field (None if it has none); other paths unchanged."""
@@ -372,12 +390,12 @@ METHODS: dict[str, MethodSpec] = {
     "memla": MethodSpec(
         "memla", "MEMLA", MemlaConfig, MemlaEditor,
         "Neuron-masked LoRA on language-specific and language-independent knowledge neurons.",
-        uses_neurons=True, step_field="max_steps", variants=_memla_variants(),
+        uses_neurons=True, step_field="max_steps", variants=_memla_variants(), batchable=True,
     ),
     "ft": MethodSpec(
         "ft", "FT-L", FTConfig, FTEditor,
         "Fine-tunes one MLP down projection on the edit prompt within an L∞ bound (Zhu et al. 2020).",
-        step_field="steps",
+        step_field="steps", batchable=True,
     ),
     "rome": MethodSpec(
         "rome", "ROME", RomeConfig, RomeEditor,
@@ -392,17 +410,17 @@ METHODS: dict[str, MethodSpec] = {
     "memit": MethodSpec(
         "memit", "MEMIT", MemitConfig, MemitEditor,
         "The ROME update spread over a range of MLP layers (Meng et al. 2023).",
-        step_field="v_steps",
+        step_field="v_steps", batchable=True,
     ),
     "pmet": MethodSpec(
         "pmet", "PMET", PmetConfig, PmetEditor,
         "MEMIT with the attention output optimised alongside the MLP output (Li et al. 2024).",
-        step_field="v_steps",
+        step_field="v_steps", batchable=True,
     ),
     "ike": MethodSpec(
         "ike", "IKE", IkeConfig, IkeEditor,
         "In-context editing: the new fact and demonstrations before every prompt, no weight change (Zheng et al. 2023).",
-        uses_fact_pool=True,
+        uses_fact_pool=True, batchable=True,
     ),
 }
 
