@@ -10,6 +10,7 @@ from .memit import MemitConfig, MemitEditor
 from .memla import ABLATIONS, MemlaConfig, MemlaEditor
 from .pmet import PmetConfig, PmetEditor
 from .rome import RomeConfig, RomeEditor
+from .stack import EditStack
 from .registry import (
     METHODS,
     ConfigField,
@@ -32,6 +33,7 @@ __all__ = [
     "EditDivergedError",
     "EditError",
     "EditRequest",
+    "EditStack",
     "Editor",
     "FAMILY_DEFAULTS",
     "FTConfig",
