@@ -126,6 +126,17 @@ def bundled():
     return load_bundled()
 
 
+@pytest.fixture
+def app(tiny_checkpoints, monkeypatch):
+    """The Streamlit app (an AppTest) on the tiny Gemma-3 checkpoint, after a first run without
+    errors; a test file that needs another start defines its own ``app``."""
+    from app_helpers import _no_errors, open_app  # streamlit only for the tests that use the app
+
+    at = open_app(monkeypatch, tiny_checkpoints["gemma3_text"])
+    _no_errors(at)
+    return at
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(request, tmp_path, monkeypatch):
     """Unit tests get a private MEMLA_CACHE; integration tests use the real one (CI points it

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from app_helpers import _by_label, _no_errors, APP, FACT
+from app_helpers import _by_label, _no_errors, FACT, fill_bench_form
 
 from memla_core.data import load_bundled
 
@@ -20,15 +20,6 @@ PAGES = ["app_pages/home.py", "app_pages/facts.py", "app_pages/neurons.py", "app
 
 def _downloads(at: AppTest) -> list[str]:
     return [el.proto.label for el in at.get("download_button")]
-
-
-@pytest.fixture
-def app(tiny_checkpoints, monkeypatch) -> AppTest:
-    monkeypatch.setenv("MEMLA_APP_MODEL", str(tiny_checkpoints["gemma3_text"]))
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    _no_errors(at)
-    return at
 
 
 def _load_model(at: AppTest) -> None:
@@ -168,24 +159,13 @@ def test_paper_tables(app):
     assert "Download paper table 3 ES (CSV)" in _downloads(app)
 
 
-def _fill_bench_form(at: AppTest, name: str, facts: int, methods: list[str]) -> None:
-    _by_label(at.multiselect, "Methods").set_value(methods)
-    _by_label(at.multiselect, "Evaluated in (target languages)").set_value(["en", "zh"])
-    _by_label(at.number_input, "Number of facts (the first N)").set_value(facts)
-    _by_label(at.number_input, "IG steps (knowledge neurons)").set_value(2)
-    _by_label(at.number_input, "Edit steps").set_value(3)
-    _by_label(at.text_input, "Results file").input(name)
-    _by_label(at.button, "Start the benchmark").click().run()
-    _no_errors(at)
-
-
 def test_benchmark_page_runs_and_shows_results_next_to_the_paper(app):
     from memla_core.bench import main_table, read_results
     from memla_core.views import main_results_grid, paper_table
 
     _load_model(app)
     app.switch_page("app_pages/benchmark.py").run()
-    _fill_bench_form(app, "apptest", facts=2, methods=["memla", "ike"])
+    fill_bench_form(app, "apptest", facts=2, methods=["memla", "ike"])
     job = app.session_state["bench_job"]
     assert job.wait(300).state == "done", job.error
     app.run()
@@ -209,7 +189,7 @@ def test_benchmark_page_runs_and_shows_results_next_to_the_paper(app):
 def test_benchmark_can_be_stopped_and_resumed_from_the_page(app):
     _load_model(app)
     app.switch_page("app_pages/benchmark.py").run()
-    _fill_bench_form(app, "stopme", facts=40, methods=["memla"])
+    fill_bench_form(app, "stopme", facts=40, methods=["memla"])
     job = app.session_state["bench_job"]
     assert job.status().active  # 40 facts take far longer than one page run
     assert any(p.proto.text.startswith("Running") for p in app.get("progress"))
@@ -221,7 +201,7 @@ def test_benchmark_can_be_stopped_and_resumed_from_the_page(app):
     stopped = job.status()
     assert stopped.facts_done < 40
     # Starting it again with the same results file computes only what is missing, and says so.
-    _fill_bench_form(app, "stopme", facts=1, methods=["memla"])
+    fill_bench_form(app, "stopme", facts=1, methods=["memla"])
     if stopped.groups_computed:  # the first fact's edit was saved before the stop: nothing is left
         assert app.session_state["bench_job"] is job
         assert any("Nothing left to do: stopme.csv already holds the 1 edit" in i.value for i in app.info)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from app_helpers import _no_errors, APP, FACT
+from app_helpers import _no_errors, APP, FACT, open_app
 
 from memla_core.data import load_bundled
 from memla_core.knowledge import KnowledgeCache
@@ -17,9 +17,7 @@ from memla_core.models import LoadedModel, ModelSpec
 
 @pytest.fixture
 def loaded_app(tiny_checkpoints, monkeypatch) -> AppTest:
-    monkeypatch.setenv("MEMLA_APP_MODEL", str(tiny_checkpoints["gemma3_text"]))
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
+    at = open_app(monkeypatch, tiny_checkpoints["gemma3_text"])
     next(b for b in at.button if b.label == "Load model").click().run()
     _no_errors(at)
     return at
@@ -61,10 +59,7 @@ def test_facts_page_marks_known_languages_and_filters_to_known_facts(loaded_app,
 
 @pytest.fixture
 def app(tiny_checkpoints, monkeypatch) -> AppTest:
-    monkeypatch.setenv("MEMLA_APP_MODEL", str(tiny_checkpoints["gemma3_text"]))
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    return at
+    return open_app(monkeypatch, tiny_checkpoints["gemma3_text"])
 
 
 def test_benchmark_comparison_says_what_it_averages_and_over_how_many_facts(app):

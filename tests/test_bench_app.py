@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from app_helpers import _by_label, _no_errors, APP
+from app_helpers import _by_label, _no_errors, APP, fill_bench_form
 
 from memla_core.bench import BenchConfig, results_dir
 from memla_core.bench.plan import resume_plan
@@ -32,17 +32,6 @@ def _open(link: dict[str, str] | None = None) -> AppTest:
 
 def _url(at: AppTest) -> dict[str, str]:
     return {key: value[-1] if isinstance(value, list) else value for key, value in at.query_params.items()}
-
-
-def _fill(at: AppTest, name: str, facts: int, methods: list[str]) -> None:
-    _by_label(at.multiselect, "Methods").set_value(methods)
-    _by_label(at.multiselect, "Evaluated in (target languages)").set_value(["en", "zh"])
-    _by_label(at.number_input, "Number of facts (the first N)").set_value(facts)
-    _by_label(at.number_input, "IG steps (knowledge neurons)").set_value(2)
-    _by_label(at.number_input, "Edit steps").set_value(3)
-    _by_label(at.text_input, "Results file").input(name)
-    _by_label(at.button, "Start the benchmark").click().run()
-    _no_errors(at)
 
 
 def _texts(at: AppTest) -> str:
@@ -75,7 +64,7 @@ def test_resume_plan_counts_what_the_file_holds(tiny_models, bundled, tmp_path):
 
 def test_the_form_keeps_its_values_and_start_again_says_what_it_will_do():
     at = _open()
-    _fill(at, "keep", facts=1, methods=["ike"])
+    fill_bench_form(at, "keep", facts=1, methods=["ike"])
     assert "Computing 1 edit into keep.csv." in _texts(at)
     job = at.session_state["bench_job"]
     assert job.wait(300).state == "done", job.error
@@ -107,7 +96,7 @@ def test_the_form_keeps_its_values_and_start_again_says_what_it_will_do():
 
 def test_a_running_benchmark_is_found_again_after_a_reload_and_stopped():
     first = _open()
-    _fill(first, "reloaded", facts=40, methods=["memla"])
+    fill_bench_form(first, "reloaded", facts=40, methods=["memla"])
     job = first.session_state["bench_job"]
     try:
         assert job.status().active  # 40 facts take far longer than a page run
@@ -130,7 +119,7 @@ def test_a_running_benchmark_is_found_again_after_a_reload_and_stopped():
 
         # Start on the file it writes, from a fourth session: that run is shown, not "the file is busy".
         fourth = _open()
-        _fill(fourth, "reloaded", facts=40, methods=["memla"])
+        fill_bench_form(fourth, "reloaded", facts=40, methods=["memla"])
         assert "A benchmark is already writing reloaded.csv: here is its progress" in _texts(fourth)
         assert fourth.session_state["bench_job"] is job
         _by_label(fourth.button, "Stop the benchmark").click().run()

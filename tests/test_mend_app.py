@@ -9,7 +9,7 @@ import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from app_helpers import _by_label, _no_errors, APP, FACT
+from app_helpers import _by_label, _no_errors, FACT, open_app
 
 from app_support.mend_panel import progress_line
 from memla_core.data.schema import EditPrompt, Fact, FactInLanguage
@@ -29,9 +29,7 @@ TRAIN = "Train MEND for this model"
 
 @pytest.fixture
 def app(tiny_checkpoints, monkeypatch) -> AppTest:
-    monkeypatch.setenv("MEMLA_APP_MODEL", str(tiny_checkpoints["gemma3_text"]))
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
+    at = open_app(monkeypatch, tiny_checkpoints["gemma3_text"])
     _by_label(at.button, "Load model").click().run()
     at.switch_page("app_pages/facts.py").run()
     next(s for s in at.selectbox if s.label.startswith("Fact to work on")).select(FACT).run()

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
-from app_helpers import _by_label, _no_errors, APP, FACT
+from app_helpers import _by_label, _no_errors, FACT
 
 from memla_core.bench.summaries import method_label
 from memla_core.bench.tuning import pareto_front, select_configs, sweep_summary
@@ -17,15 +17,6 @@ from memla_core.editing import presets
 from memla_core.editing.memla import MemlaConfig
 from memla_core.editing.registry import config_field
 
-
-
-@pytest.fixture
-def app(tiny_checkpoints, monkeypatch) -> AppTest:
-    monkeypatch.setenv("MEMLA_APP_MODEL", str(tiny_checkpoints["gemma3_text"]))
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    _no_errors(at)
-    return at
 
 
 # --------------------------------------------------------------------------- sweep rows
