@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -51,8 +52,11 @@ STRING_COLUMNS: tuple[str, ...] = (
 
 
 def one_line(text: object) -> str:
-    """Newlines would break the one-row-per-line property that crash recovery relies on."""
-    return " ".join(str(text).split()) if text is not None else ""
+    """Newlines would break the one-row-per-line property that crash recovery relies on. A missing
+    value (None, or NaN where a row lacks the field) is empty, never the text "nan"."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return ""
+    return " ".join(str(text).split())
 
 
 def empty_results() -> pd.DataFrame:
