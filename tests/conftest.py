@@ -143,3 +143,15 @@ def _isolated_cache(request, tmp_path, monkeypatch):
     at a fresh folder, so the default model's one-time conversion is exercised there)."""
     if request.node.get_closest_marker("integration") is None:
         monkeypatch.setenv("MEMLA_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matrices gain nothing from threads, and on a busy machine every OpenMP hand-off
+    waits for a time slice (15 s instead of 1 s for an FT-L edit). Modules of many small edits
+    use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+

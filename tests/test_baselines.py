@@ -40,16 +40,7 @@ from memla_core.scoring import answer_logprobs, encode_completion
 
 from conftest import changed_since, snapshot
 
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices gain nothing from threads, and on a busy machine every OpenMP hand-off
-    waits for a time slice (15 s instead of 1 s for an FT-L edit)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.one_thread
 
 
 STATS = StatsConfig(samples=8, max_new_tokens=4, batch_size=8)

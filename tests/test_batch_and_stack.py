@@ -45,13 +45,7 @@ from test_baselines import FAST, assert_same
 
 IG = NeuronConfig(steps=3, threshold=0.2)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.one_thread
 
 
 def subject_last(fact_id: str, subject: str, prompt: str, new: str, true: str) -> Fact:

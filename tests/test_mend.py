@@ -26,13 +26,7 @@ from memla_core.editing.mend import (
 from memla_core.editing.mend_training import MendTrainConfig, train_mend
 from memla_core.scoring import encode_completion
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.one_thread
 
 
 def capital_fact(country: str = "France", new: str = "Lyon", true: str = "Paris") -> Fact:
