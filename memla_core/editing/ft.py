@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
+from ..fields import described
 from ..models import LoadedModel
 from ..scoring import answer_logprobs, encode_completion
 from .base import BatchEditRequest, Edit, EditDivergedError, EditRequest, StepFn
@@ -29,42 +30,25 @@ class FTConfig:
     """FT-L hyperparameters; paper defaults from ROME's ``FT/gpt2-xl_constr.json`` (25 steps,
     lr 5e-4, ε = 5e-4). ``None`` fields come per architecture from ``hparams.FAMILY_DEFAULTS``."""
 
-    layer: int | None = field(
-        default=None,
-        metadata={
-            "label": "Layer",
-            "help": "Layer whose MLP down projection is fine-tuned; empty = per-architecture default "
-            "(hparams.FAMILY_DEFAULTS).",
-        },
+    layer: int | None = described(
+        None,
+        "Layer whose MLP down projection is fine-tuned; empty = per-architecture default (hparams.FAMILY_DEFAULTS).",
+        label="Layer",
     )
-    lr: float | None = field(
-        default=None,
-        metadata={
-            "label": "Learning rate",
-            "help": "Adam learning rate (paper: 5e-4); empty = per-architecture default.",
-        },
+    lr: float | None = described(
+        None, "Adam learning rate (paper: 5e-4); empty = per-architecture default.", label="Learning rate"
     )
-    norm_constraint: float | None = field(
-        default=None,
-        metadata={
-            "label": "L∞ bound ε",
-            "help": "ε of the L∞ bound: every weight stays within ±ε of its original value (paper: 5e-4); inf = "
-            "unconstrained fine-tuning; empty = per-architecture default.",
-        },
+    norm_constraint: float | None = described(
+        None,
+        "ε of the L∞ bound: every weight stays within ±ε of its original value (paper: 5e-4); inf = "
+        "unconstrained fine-tuning; empty = per-architecture default.",
+        label="L∞ bound ε",
     )
-    steps: int = field(
-        default=25, metadata={"label": "Max steps", "help": "Optimisation steps at most (paper: 25)."},
+    steps: int = described(25, "Optimisation steps at most (paper: 25).", label="Max steps")
+    stop_loss: float = described(
+        1e-2, "Stop when the mean NLL of the new answer falls below this …", label="Stop when loss <"
     )
-    stop_loss: float = field(
-        default=1e-2,
-        metadata={
-            "label": "Stop when loss <",
-            "help": "Stop when the mean NLL of the new answer falls below this …",
-        },
-    )
-    stop_p_new: float = field(
-        default=0.96, metadata={"label": "Stop when P(new) >", "help": "… or when P(new) exceeds this (as MEMLA)."},
-    )
+    stop_p_new: float = described(0.96, "… or when P(new) exceeds this (as MEMLA).", label="Stop when P(new) >")
 
     def __post_init__(self) -> None:
         if self.lr is not None and not self.lr > 0:

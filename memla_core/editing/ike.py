@@ -28,10 +28,11 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from ..data.schema import Fact, FactInLanguage
+from ..fields import described
 from ..models import LoadedModel
 from ..scoring import joiner
 from .base import BatchEditRequest, Edit, EditRequest, StepFn
@@ -46,17 +47,10 @@ class IkeConfig:
     model loses the new fact in a long context: on Gemma 3 270M (first 6 bundled facts, en)
     4 demonstrations give ES 67%, 2 (retain, copy) give ES 100% with PS 92%."""
 
-    demonstrations: int = field(
-        default=2,
-        metadata={
-            "help": "Demonstrations before the new fact (paper: 32 on GPT-J; 2 suit a small model).",
-        },
-    )
-    seed: int = field(
-        default=0, metadata={"help": "Seed (with the fact id) of the choice of demonstrations."},
-    )
-    fact_label: str = field(default="New fact:", metadata={"help": "Text before each fact in the context."})
-    prompt_label: str = field(default="Prompt:", metadata={"help": "Text before each prompt in the context."})
+    demonstrations: int = described(2, "Demonstrations before the new fact (paper: 32 on GPT-J; 2 suit a small model).")
+    seed: int = described(0, "Seed (with the fact id) of the choice of demonstrations.")
+    fact_label: str = described("New fact:", "Text before each fact in the context.")
+    prompt_label: str = described("Prompt:", "Text before each prompt in the context.")
 
     def __post_init__(self) -> None:
         if self.demonstrations < 0:

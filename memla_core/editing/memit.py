@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
 from .. import hooks
+from ..fields import described
 from ..models import LoadedModel
 from .base import BatchEditRequest, Edit, EditRequest, StepFn
 from .batch import fact_step, fact_trace
@@ -70,16 +71,10 @@ class MemitConfig:
     stop_loss: float = value_field("stop_loss", 5e-2)
     context_templates: int = value_field("context_templates", 5)
     context_length: int = value_field("context_length", 10)
-    newton_steps: int = field(
-        default=4,
-        metadata={
-            "help": "Newton steps of the MLP-output solve where the MLP output is normalised (Gemma 2/3); see "
-            "mlp_change_for.",
-        },
+    newton_steps: int = described(
+        4, "Newton steps of the MLP-output solve where the MLP output is normalised (Gemma 2/3); see mlp_change_for."
     )
-    mlp_trust_ratio: float = field(
-        default=3.0, metadata={"help": "There, ‖Δm‖ ≤ this · ‖m‖ (1.0 leaves Gemma 3 270M's edit unfinished)."},
-    )
+    mlp_trust_ratio: float = described(3.0, "There, ‖Δm‖ ≤ this · ‖m‖ (1.0 leaves Gemma 3 270M's edit unfinished).")
     seed: int = value_field("seed", 0)
     stats: StatsConfig = value_field("stats", StatsConfig)
 

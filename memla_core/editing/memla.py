@@ -14,13 +14,14 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
 
+from ..fields import described
 from ..models import LoadedModel
 from ..neurons import NeuronConfig, NeuronSets, find_neurons
 from ..scoring import answer_logprobs, encode_completion
@@ -35,115 +36,57 @@ log = logging.getLogger(__name__)
 class MemlaConfig:
     """MEMLA hyperparameters; defaults are the authors' (docs/method.md §2)."""
 
-    rank_multiplier: int = field(
-        default=1,
-        metadata={
-            "label": "Rank multiplier n",
-            "help": "n: an editor's LoRA rank in a layer is n × its neurons there (paper: 1; 4 for Llama-3-8B).",
-        },
+    rank_multiplier: int = described(
+        1,
+        "n: an editor's LoRA rank in a layer is n × its neurons there (paper: 1; 4 for Llama-3-8B).",
+        label="Rank multiplier n",
     )
-    lr: float = field(
-        default=1e-3,
-        metadata={
-            "label": "Learning rate",
-            "help": "Adam learning rate of the LoRA editors (paper: 0.001).",
-        },
+    lr: float = described(1e-3, "Adam learning rate of the LoRA editors (paper: 0.001).", label="Learning rate")
+    max_steps: int = described(60, "Optimisation stops here at the latest (paper: 60).", label="Max steps")
+    stop_loss: float = described(0.01, "Early stop once the loss falls below this.", label="Stop when loss <")
+    stop_p_new: float = described(0.96, "Early stop once the new answer is this likely.", label="Stop when P(new) >")
+    weight_new: float = described(
+        2.5, "loss = w_new·NLL(new) + w_true·P(true) (authors' code: 2.5).", label="Weight of NLL(new)"
     )
-    max_steps: int = field(
-        default=60, metadata={"label": "Max steps", "help": "Optimisation stops here at the latest (paper: 60)."},
+    weight_true: float = described(
+        2.0, "loss = w_new·NLL(new) + w_true·P(true) (authors' code: 2.0).", label="Weight of P(true)"
     )
-    stop_loss: float = field(
-        default=0.01, metadata={"label": "Stop when loss <", "help": "Early stop once the loss falls below this."},
+    coefficient: float = described(0.5, "c in W ← W + c·(ΔW_S + ΔW_I) (authors' code: 0.5).", label="Coefficient c")
+    use_lse: bool = described(True, "Off = ablation “w/o LSE”.", label="Use the language-specific editor (LSE)")
+    use_lie: bool = described(True, "Off = ablation “w/o LIE”.", label="Use the language-independent editor (LIE)")
+    mask_lse: bool = described(
+        True,
+        "Off = ablation “w/o LSM”: LSE may change every neuron of its layers.",
+        label="Mask the LSE to its neurons (LSM)",
     )
-    stop_p_new: float = field(
-        default=0.96,
-        metadata={
-            "label": "Stop when P(new) >",
-            "help": "Early stop once the new answer is this likely.",
-        },
+    mask_lie: bool = described(
+        True,
+        "Off = ablation “w/o LIM”: LIE may change every neuron of its layers.",
+        label="Mask the LIE to its neurons (LIM)",
     )
-    weight_new: float = field(
-        default=2.5,
-        metadata={
-            "label": "Weight of NLL(new)",
-            "help": "loss = w_new·NLL(new) + w_true·P(true) (authors' code: 2.5).",
-        },
+    seed: int = described(0, "Random initialisation of the LoRA A matrices.", label="Seed")
+    lora_zero_factor: Literal["B", "A"] = described(
+        "B",
+        "B: B = 0, A ~ N(0, 1) (peft's convention, memla's default); A: A = 0, B ~ N(0, 1). "
+        "Either way the edit starts as a no-op; docs/implementation.md, 'Reproducing the authors'.",
+        label="LoRA factor that starts at zero",
     )
-    weight_true: float = field(
-        default=2.0,
-        metadata={
-            "label": "Weight of P(true)",
-            "help": "loss = w_new·NLL(new) + w_true·P(true) (authors' code: 2.0).",
-        },
+    scale_in_training: bool = described(
+        True,
+        "On: c scales the update while training, so training sees the update that is applied "
+        "(memla's default). Off: train at scale 1 and apply c·ΔW afterwards, as the released code does.",
+        label="Train with c applied",
     )
-    coefficient: float = field(
-        default=0.5,
-        metadata={
-            "label": "Coefficient c",
-            "help": "c in W ← W + c·(ΔW_S + ΔW_I) (authors' code: 0.5).",
-        },
+    locality_weight: float = described(
+        0.0,
+        "Adds weight × KL(unedited ‖ edited) of next-token distributions on the subject alone and "
+        "on ordinary sentences in the source language (never evaluation prompts). 0 = the paper's loss.",
+        label="Locality weight",
     )
-    use_lse: bool = field(
-        default=True,
-        metadata={
-            "label": "Use the language-specific editor (LSE)",
-            "help": "Off = ablation “w/o LSE”.",
-        },
-    )
-    use_lie: bool = field(
-        default=True,
-        metadata={
-            "label": "Use the language-independent editor (LIE)",
-            "help": "Off = ablation “w/o LIE”.",
-        },
-    )
-    mask_lse: bool = field(
-        default=True,
-        metadata={
-            "label": "Mask the LSE to its neurons (LSM)",
-            "help": "Off = ablation “w/o LSM”: LSE may change every neuron of its layers.",
-        },
-    )
-    mask_lie: bool = field(
-        default=True,
-        metadata={
-            "label": "Mask the LIE to its neurons (LIM)",
-            "help": "Off = ablation “w/o LIM”: LIE may change every neuron of its layers.",
-        },
-    )
-    seed: int = field(
-        default=0, metadata={"label": "Seed", "help": "Random initialisation of the LoRA A matrices."},
-    )
-    lora_zero_factor: Literal["B", "A"] = field(
-        default="B",
-        metadata={
-            "label": "LoRA factor that starts at zero",
-            "help": "B: B = 0, A ~ N(0, 1) (peft's convention, memla's default); A: A = 0, B ~ N(0, 1). "
-            "Either way the edit starts as a no-op; docs/implementation.md, 'Reproducing the authors'.",
-        },
-    )
-    scale_in_training: bool = field(
-        default=True,
-        metadata={
-            "label": "Train with c applied",
-            "help": "On: c scales the update while training, so training sees the update that is applied "
-            "(memla's default). Off: train at scale 1 and apply c·ΔW afterwards, as the released code does.",
-        },
-    )
-    locality_weight: float = field(
-        default=0.0,
-        metadata={
-            "label": "Locality weight",
-            "help": "Adds weight × KL(unedited ‖ edited) of next-token distributions on the subject alone and "
-            "on ordinary sentences in the source language (never evaluation prompts). 0 = the paper's loss.",
-        },
-    )
-    neurons: NeuronConfig = field(
-        default_factory=NeuronConfig,
-        metadata={
-            "label": "Knowledge neurons",
-            "help": "Integrated-gradients settings of the knowledge-neuron search.",
-        },
+    neurons: NeuronConfig = described(
+        help="Integrated-gradients settings of the knowledge-neuron search.",
+        label="Knowledge neurons",
+        factory=NeuronConfig,
     )
 
     def __post_init__(self) -> None:

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
+from ..fields import described
 from ..models import LoadedModel
 from .base import BatchEditRequest, Edit, EditRequest, StepFn
 from .batch import fact_step, fact_trace
@@ -55,12 +56,8 @@ class PmetConfig:
 
     layers: tuple[int, ...] | None = layers_field()
     mom2_update_weight: float | None = mom2_field()
-    rewrite_attention: bool = field(
-        default=False,
-        metadata={
-            "label": "Rewrite attention too",
-            "help": "Also write the attention output projection (see the module doc).",
-        },
+    rewrite_attention: bool = described(
+        False, "Also write the attention output projection (see the module doc).", label="Rewrite attention too"
     )
     v_lr: float = value_field("v_lr", 0.2)
     v_steps: int = value_field("v_steps", 30)
