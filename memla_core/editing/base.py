@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
 from ..data.schema import EditPrompt, Fact
 from ..models import LoadedModel
+from .hparams import resolve
 
 log = logging.getLogger(__name__)
 
@@ -192,3 +193,35 @@ class Editor(Protocol):
     name: str
 
     def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit: ...
+
+
+WeightEdit = tuple[dict[str, torch.Tensor], list[dict[str, float]], dict[str, Any]]
+"""What a weight-editing method computes: the deltas, the optimisation trace, its own details."""
+
+
+class ConfiguredEditor:
+    """An editor built from its config alone (FT-L, ROME, MEND, MEMIT, PMET): ``editor_cls(config)``,
+    the config class's defaults when none is given. ``compute`` fills the config's ``None`` fields
+    for the model's architecture (``hparams``), runs the method's ``edit_weights`` and records the
+    config and time with the edit. A method that batches offers ``compute_batch`` as ``compute``."""
+
+    name: str
+    config_cls: type
+
+    def __init__(self, config: Any | None = None):
+        self.config = config or self.config_cls()
+
+    def compute(
+        self, lm: LoadedModel, request: EditRequest | BatchEditRequest, on_step: StepFn | None = None
+    ) -> Edit:
+        start = time.perf_counter()
+        cfg = resolve(self.config, self.name, lm)
+        weight_deltas, trace, details = self.edit_weights(lm, request, cfg, on_step)
+        return Edit.for_request(
+            self.name, request, start, weight_deltas=weight_deltas, trace=trace, config=asdict(cfg), details=details
+        )
+
+    def edit_weights(
+        self, lm: LoadedModel, request: EditRequest | BatchEditRequest, cfg: Any, on_step: StepFn | None
+    ) -> WeightEdit:
+        raise NotImplementedError

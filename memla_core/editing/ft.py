@@ -11,17 +11,15 @@ place during training and restored bit for bit in ``finally``; the edit is the d
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from ..fields import described
 from ..models import LoadedModel
 from ..scoring import answer_logprobs, encode_completion
-from .base import BatchEditRequest, Edit, EditDivergedError, EditRequest, StepFn
+from .base import BatchEditRequest, ConfiguredEditor, Edit, EditDivergedError, EditRequest, StepFn, WeightEdit
 from .batch import mean
-from .hparams import resolve
 from .locate import check_layers
 
 
@@ -59,22 +57,17 @@ class FTConfig:
             raise ValueError("FTConfig.steps must be ≥ 1.")
 
 
-class FTEditor:
+class FTEditor(ConfiguredEditor):
     name = "ft"
-
-    def __init__(self, config: FTConfig | None = None):
-        self.config = config or FTConfig()
-
-    def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
-        return self._compute(lm, request, on_step)
+    config_cls = FTConfig
 
     def compute_batch(self, lm: LoadedModel, batch: BatchEditRequest, on_step: StepFn | None = None) -> Edit:
         """Every fact of ``batch`` at once: the loss is the mean of the facts' losses."""
-        return self._compute(lm, batch, on_step)
+        return self.compute(lm, batch, on_step)
 
-    def _compute(self, lm: LoadedModel, request: EditRequest | BatchEditRequest, on_step: StepFn | None) -> Edit:
-        start = time.perf_counter()
-        cfg = resolve(self.config, self.name, lm)
+    def edit_weights(
+        self, lm: LoadedModel, request: EditRequest | BatchEditRequest, cfg: FTConfig, on_step: StepFn | None
+    ) -> WeightEdit:
         check_layers([cfg.layer], lm, "FTConfig.layer")
         lang = request.source_language
         prompts = [r.prompt for r in request.requests]
@@ -125,10 +118,5 @@ class FTEditor:
                     weight.copy_(original)
         if not torch.isfinite(delta).all():
             raise EditDivergedError("FT-L produced a non-finite weight change; nothing was applied. Lower FTConfig.lr.", trace)
-        return Edit.for_request(
-            self.name, request, start,
-            weight_deltas={name: delta},
-            trace=trace,
-            config=asdict(cfg),
-            details={"layer": cfg.layer, "max_abs_change": float(delta.abs().max())},
-        )
+        details = {"layer": cfg.layer, "max_abs_change": float(delta.abs().max())}
+        return {name: delta}, trace, details

@@ -3,13 +3,15 @@
 These methods read an MLP projection as a key–value memory: its input at the subject's last token
 is a key k, its output a value v. What they share, and what lives here:
 - **rows**: the edit prompt alone and behind a few short prefixes the model writes itself
-  (seeded), with the subject's last token located in each (``build_rows``);
+  (seeded), with the subject's last token located in each (``build_rows``; ``prefixed_rows``
+  for every fact of a request);
 - **key capture**: module inputs and outputs at those tokens (``capture``, through ``hooks.trace``);
 - **value optimisation**: an additive change δ of module outputs at the subject token, optimised
   for ``target_new`` with a KL term, a weight decay and a norm clamp (ROME's ``compute_v``,
-  ``optimise_values``);
+  ``optimise_values``; ``optimise_each_fact`` for a batch);
 - **updates**: ROME's rank-one ΔW = δ (C⁻¹k)ᵀ / (kᵀC⁻¹k) and MEMIT's least-squares
-  ΔW = Δm kᵀ (λ·C + k kᵀ)⁻¹, both in [out, in], then turned into the parameter's own layout;
+  ΔW = Δm kᵀ (λ·C + k kᵀ)⁻¹, both in [out, in], then turned into the parameter's own layout
+  and checked to be finite (``layout_deltas``);
 - **temporary weights**: MEMIT and PMET write layer after layer and need the earlier layers'
   updates in place while they compute the next; ``TemporaryWeights`` restores them bit for bit.
 
@@ -31,7 +33,8 @@ from ..data.schema import EditPrompt
 from .. import hooks
 from ..models import LoadedModel
 from ..scoring import encode_completion, project_to_logits
-from .base import EditDivergedError, EditError, EditRequest, StepFn
+from .base import BatchEditRequest, EditDivergedError, EditError, EditRequest, StepFn
+from .batch import fact_step, fact_trace
 from .layer_stats import SEED_PROMPTS, sample_texts
 
 # --------------------------------------------------------------------------- config fields and checks
@@ -127,6 +130,13 @@ def context_prefixes(lm: LoadedModel, language: str, count: int, length: int, se
     ids, mask = sample_texts(lm, prompts, length, seed, top_k=5, batch_size=count)
     texts = [lm.tokenizer.decode(row[m.bool()], skip_special_tokens=True) for row, m in zip(ids, mask)]
     return [""] + [t.replace("{", " ").replace("}", " ").strip() + ". " for t in texts]
+
+
+def prefixed_rows(lm: LoadedModel, request: EditRequest | BatchEditRequest, cfg) -> tuple[list[str], list[EditRows]]:
+    """The context prefixes of ``cfg`` (``context_templates`` of ``context_length`` tokens, seeded
+    by ``seed``) in the request's source language, and each of its facts laid out behind them."""
+    prefixes = context_prefixes(lm, request.source_language, cfg.context_templates, cfg.context_length, cfg.seed)
+    return prefixes, [build_rows(lm, single, prefixes) for single in request.requests]
 
 
 def subject_end(edit: EditPrompt) -> int:
@@ -331,6 +341,28 @@ def optimise_values(
     return {name: delta.detach() for name, delta in deltas.items()}, trace
 
 
+def optimise_each_fact(
+    lm: LoadedModel,
+    request: EditRequest | BatchEditRequest,
+    rows: Sequence[EditRows],
+    references: Sequence[Mapping[str, torch.Tensor]],
+    cfg,
+    on_step: StepFn | None,
+    method: str,
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, float]]]:
+    """``optimise_values`` for each fact of ``request`` (its ``rows`` and ``references``), one
+    after another: every fact's δ, and one trace of all their steps (``"fact"`` set in a batch)."""
+    count = len(rows)
+    deltas, trace = [], []
+    for index, (single, fact_rows, reference) in enumerate(zip(request.requests, rows, references)):
+        fact_deltas, steps = optimise_values(
+            lm, fact_rows, reference, cfg, fact_step(on_step, index, count), method, true_answer_rows(lm, single)
+        )
+        deltas.append(fact_deltas)
+        trace += fact_trace(steps, index, count)
+    return deltas, trace
+
+
 # --------------------------------------------------------------------------- weights
 
 
@@ -363,20 +395,40 @@ def rank_one_update(key: torch.Tensor, delta: torch.Tensor, cov: torch.Tensor) -
     return (delta.double().to(cov.device)[:, None] * c_inv_k[None, :] / (k @ c_inv_k)).float()
 
 
+def layout_deltas(
+    lm: LoadedModel, updates: Mapping[str, torch.Tensor], trace: list[dict[str, float]], method: str
+) -> dict[str, torch.Tensor]:
+    """``{module: update [out, in]}`` -> ``{"<module>.weight": delta}``, each in its parameter's own
+    layout on the model's device; a delta that is not finite is refused (``finite_or_raise``)."""
+    deltas = {f"{module}.weight": to_weight_layout(lm, update.to(lm.device)) for module, update in updates.items()}
+    finite_or_raise(deltas, trace, method)
+    return deltas
+
+
 class TemporaryWeights:
-    """Adds deltas to weights in place (MEMIT/PMET update layer after layer) and restores the
-    saved originals bit for bit in ``restore``."""
+    """``with TemporaryWeights(lm) as written:`` adds deltas to weights in place (MEMIT/PMET update
+    layer after layer, each layer on the ones written below it) and restores the saved originals
+    bit for bit on exit; ``deltas`` holds what was written, the edit."""
 
     def __init__(self, lm: LoadedModel):
         self.params = dict(lm.model.named_parameters())
         self.originals: dict[str, torch.Tensor] = {}
+        self.deltas: dict[str, torch.Tensor] = {}
 
-    def add(self, name: str, delta: torch.Tensor) -> None:
-        param = self.params[name]
-        if name not in self.originals:
-            self.originals[name] = param.detach().clone()
-        with torch.no_grad():
-            param.add_(delta.to(device=param.device, dtype=param.dtype))
+    def __enter__(self) -> "TemporaryWeights":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.restore()
+
+    def add(self, deltas: Mapping[str, torch.Tensor]) -> None:
+        for name, delta in deltas.items():
+            param = self.params[name]
+            if name not in self.originals:
+                self.originals[name] = param.detach().clone()
+            with torch.no_grad():
+                param.add_(delta.to(device=param.device, dtype=param.dtype))
+            self.deltas[name] = delta
 
     def restore(self) -> None:
         with torch.no_grad():

@@ -21,33 +21,27 @@ region (see ``mlp_change_for``); on the other architectures that Jacobian is the
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from .. import hooks
 from ..fields import described
 from ..models import LoadedModel
-from .base import BatchEditRequest, Edit, EditRequest, StepFn
-from .batch import fact_step, fact_trace
-from .hparams import resolve
+from .base import BatchEditRequest, ConfiguredEditor, Edit, EditRequest, StepFn, WeightEdit
 from .layer_stats import LayerStats, StatsConfig
 from .locate import (
     EditRows,
     TemporaryWeights,
-    build_rows,
     capture,
     check_layer_range,
     check_layers,
-    context_prefixes,
-    finite_or_raise,
     layers_field,
+    layout_deltas,
     least_squares_update,
     mom2_field,
-    optimise_values,
-    to_weight_layout,
-    true_answer_rows,
+    optimise_each_fact,
+    prefixed_rows,
     value_field,
     with_int_layers,
 )
@@ -145,50 +139,38 @@ def mlp_change_for(
     return best
 
 
-class MemitEditor:
+class MemitEditor(ConfiguredEditor):
     name = "memit"
     method_label = "MEMIT"
+    config_cls = MemitConfig
 
     def __init__(self, config: MemitConfig | None = None):
-        self.config = with_int_layers(config or MemitConfig())
-
-    def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
-        return self._compute(lm, request, on_step)
+        super().__init__(with_int_layers(config or MemitConfig()))
 
     def compute_batch(self, lm: LoadedModel, batch: BatchEditRequest, on_step: StepFn | None = None) -> Edit:
         """MEMIT's mass edit: one target z* per fact, then per layer one least-squares update
         for every fact's key at once."""
-        return self._compute(lm, batch, on_step)
+        return self.compute(lm, batch, on_step)
 
-    def _compute(self, lm: LoadedModel, request: EditRequest | BatchEditRequest, on_step: StepFn | None) -> Edit:
-        start = time.perf_counter()
-        cfg = resolve(self.config, self.name, lm)
+    def edit_weights(
+        self, lm: LoadedModel, request: EditRequest | BatchEditRequest, cfg: MemitConfig, on_step: StepFn | None
+    ) -> WeightEdit:
         layers = list(cfg.layers)
         check_layers(layers, lm, f"{type(cfg).__name__}.layers")
         last = layers[-1]
         down_last, block_last = lm.adapter.down_proj_name(last), lm.adapter.layer_name(last)
-        requests = request.requests
-        count = len(requests)
-        weight_deltas: dict[str, torch.Tensor] = {}
-        trace: list[dict[str, float]] = []
         with lm.lock:
-            prefixes = context_prefixes(lm, request.source_language, cfg.context_templates, cfg.context_length, cfg.seed)
-            rows = [build_rows(lm, single, prefixes) for single in requests]
-            z_targets, delta_norms = [], []
-            for index, (single, fact_rows) in enumerate(zip(requests, rows)):
-                # The clamp and weight decay are relative to the residual stream at L, as in MEMIT.
-                residual_now = capture(lm, fact_rows, outputs=[block_last]).outputs[block_last][0]
-                deltas, fact_steps = optimise_values(
-                    lm, fact_rows, {down_last: residual_now}, cfg, fact_step(on_step, index, count),
-                    self.method_label, true_answer_rows(lm, single),
-                )
-                trace += fact_trace(fact_steps, index, count)
-                z_targets.append(capture(lm, fact_rows, outputs=[block_last], deltas=deltas).outputs[block_last][0])
-                delta_norms.append(float(deltas[down_last].norm()))
+            prefixes, rows = prefixed_rows(lm, request, cfg)
+            # The clamp and weight decay are relative to the residual stream at L, as in MEMIT.
+            references = [{down_last: capture(lm, r, outputs=[block_last]).outputs[block_last][0]} for r in rows]
+            deltas, trace = optimise_each_fact(lm, request, rows, references, cfg, on_step, self.method_label)
+            z_targets = [
+                capture(lm, r, outputs=[block_last], deltas=d).outputs[block_last][0] for r, d in zip(rows, deltas)
+            ]
+            delta_norms = [float(d[down_last].norm()) for d in deltas]
             stats = LayerStats(lm, cfg.stats)
             stats.second_moments(layers)  # one pass for every layer of the range
-            temporary = TemporaryWeights(lm)
-            try:
+            with TemporaryWeights(lm) as written:
                 for i, layer in enumerate(layers):
                     name = lm.adapter.down_proj_name(layer)
                     keys, changes = [], []
@@ -201,19 +183,8 @@ class MemitEditor:
                     update = least_squares_update(
                         torch.stack(keys), torch.stack(changes), stats.regularised(layer), cfg.mom2_update_weight
                     )
-                    delta = to_weight_layout(lm, update.to(lm.device))
-                    finite_or_raise({f"{name}.weight": delta}, trace, self.method_label)
-                    weight_deltas[f"{name}.weight"] = delta
-                    temporary.add(f"{name}.weight", delta)
-            finally:
-                temporary.restore()
+                    written.add(layout_deltas(lm, {name: update}, trace, self.method_label))
         details = {"layers": layers, "prefixes": prefixes, "delta_norm": max(delta_norms)}
-        if count > 1:
+        if len(rows) > 1:
             details["delta_norms"] = delta_norms
-        return Edit.for_request(
-            self.name, request, start,
-            weight_deltas=weight_deltas,
-            trace=trace,
-            config=asdict(cfg),
-            details=details,
-        )
+        return written.deltas, trace, details

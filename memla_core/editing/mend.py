@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Mapping, Sequence
 
@@ -33,10 +32,9 @@ from .. import hooks
 from ..models import LoadedModel
 from ..paths import cache_dir
 from ..scoring import Completion, answer_logprobs, encode_completion, project_to_logits
-from .base import Edit, EditError, EditRequest, StepFn
-from .hparams import resolve
+from .base import ConfiguredEditor, EditError, EditRequest, StepFn, WeightEdit
 from .mend_net import MendHypernetwork
-from .locate import check_layers, finite_or_raise, to_weight_layout
+from .locate import check_layers, layout_deltas
 
 log = logging.getLogger(__name__)
 
@@ -288,15 +286,11 @@ def edit_updates(
     return loss, sums[0], net.pseudo_gradients(factors)
 
 
-class MendEditor:
+class MendEditor(ConfiguredEditor):
     name = "mend"
+    config_cls = MendConfig
 
-    def __init__(self, config: MendConfig | None = None):
-        self.config = config or MendConfig()
-
-    def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
-        start = time.perf_counter()
-        cfg = resolve(self.config, self.name, lm)
+    def edit_weights(self, lm: LoadedModel, request: EditRequest, cfg: MendConfig, on_step: StepFn | None) -> WeightEdit:
         weights = edited_weights(lm, cfg)
         meta, net = load_hypernetwork(lm, cfg)
         edit = request.prompt
@@ -320,20 +314,14 @@ class MendEditor:
             })
             if on_step:
                 on_step(trace[-1])
-        weight_deltas = {w.parameter: to_weight_layout(lm, updates[w.module].detach()) for w in weights}
-        finite_or_raise(weight_deltas, trace, "MEND")
-        return Edit.for_request(
-            self.name, request, start,
-            weight_deltas=weight_deltas,
-            trace=trace,
-            config=asdict(cfg),
-            details={
-                "layers": list(cfg.layers),
-                "trained_languages": list(meta.get("languages", [])),
-                "checkpoint": str(checkpoint_dir(lm, cfg)),
-                "delta_norms": {w.parameter: float(updates[w.module].norm()) for w in weights},
-            },
-        )
+        weight_deltas = layout_deltas(lm, {w.module: updates[w.module].detach() for w in weights}, trace, "MEND")
+        details = {
+            "layers": list(cfg.layers),
+            "trained_languages": list(meta.get("languages", [])),
+            "checkpoint": str(checkpoint_dir(lm, cfg)),
+            "delta_norms": {w.parameter: float(updates[w.module].norm()) for w in weights},
+        }
+        return weight_deltas, trace, details
 
 
 def _p_true(lm: LoadedModel, true: Sequence[Completion]) -> float:

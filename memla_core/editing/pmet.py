@@ -20,31 +20,25 @@ statistics, the option the authors' code offers through ``rewrite_module_tmps``.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from ..fields import described
 from ..models import LoadedModel
-from .base import BatchEditRequest, Edit, EditRequest, StepFn
-from .batch import fact_step, fact_trace
-from .hparams import resolve
+from .base import BatchEditRequest, ConfiguredEditor, Edit, EditRequest, StepFn, WeightEdit
 from .layer_stats import LayerStats, ModuleKind, StatsConfig, module_name
 from .locate import (
     TemporaryWeights,
-    build_rows,
     capture,
     check_layer_range,
     check_layers,
-    context_prefixes,
-    finite_or_raise,
     layers_field,
+    layout_deltas,
     least_squares_update,
     mom2_field,
-    optimise_values,
-    to_weight_layout,
-    true_answer_rows,
+    optimise_each_fact,
+    prefixed_rows,
     value_field,
     with_int_layers,
 )
@@ -74,50 +68,39 @@ class PmetConfig:
         check_layer_range(self)
 
 
-class PmetEditor:
+class PmetEditor(ConfiguredEditor):
     name = "pmet"
+    config_cls = PmetConfig
 
     def __init__(self, config: PmetConfig | None = None):
-        self.config = with_int_layers(config or PmetConfig())
-
-    def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
-        return self._compute(lm, request, on_step)
+        super().__init__(with_int_layers(config or PmetConfig()))
 
     def compute_batch(self, lm: LoadedModel, batch: BatchEditRequest, on_step: StepFn | None = None) -> Edit:
         """Every fact of ``batch`` at once: one pair of targets per fact, then per layer and
         module one least-squares update for every fact's key (MEMIT's mass edit)."""
-        return self._compute(lm, batch, on_step)
+        return self.compute(lm, batch, on_step)
 
-    def _compute(self, lm: LoadedModel, request: EditRequest | BatchEditRequest, on_step: StepFn | None) -> Edit:
-        start = time.perf_counter()
-        cfg = resolve(self.config, self.name, lm)
+    def edit_weights(
+        self, lm: LoadedModel, request: EditRequest | BatchEditRequest, cfg: PmetConfig, on_step: StepFn | None
+    ) -> WeightEdit:
         layers = list(cfg.layers)
         check_layers(layers, lm, "PmetConfig.layers")
         last = layers[-1]
         kinds: list[ModuleKind] = ["down_proj", "attn_out"] if cfg.rewrite_attention else ["down_proj"]
         at_last = {kind: module_name(lm, kind, last) for kind in ("down_proj", "attn_out")}
-        requests = request.requests
-        count = len(requests)
-        weight_deltas: dict[str, torch.Tensor] = {}
-        trace: list[dict[str, float]] = []
         with lm.lock:
-            prefixes = context_prefixes(lm, request.source_language, cfg.context_templates, cfg.context_length, cfg.seed)
-            rows = [build_rows(lm, single, prefixes) for single in requests]
-            targets, delta_norms = [], []  # per fact
-            for index, (single, fact_rows) in enumerate(zip(requests, rows)):
+            prefixes, rows = prefixed_rows(lm, request, cfg)
+            initials = []  # per fact: each module's output at the bare prompt's subject token
+            for fact_rows in rows:
                 seen = capture(lm, fact_rows, outputs=list(at_last.values()))
-                initial = {name: seen.outputs[name][0] for name in at_last.values()}
-                deltas, fact_steps = optimise_values(
-                    lm, fact_rows, initial, cfg, fact_step(on_step, index, count), "PMET", true_answer_rows(lm, single)
-                )
-                trace += fact_trace(fact_steps, index, count)
-                targets.append({kind: initial[name] + deltas[name] for kind, name in at_last.items()})
-                delta_norms.append({kind: float(deltas[name].norm()) for kind, name in at_last.items()})
+                initials.append({name: seen.outputs[name][0] for name in at_last.values()})
+            deltas, trace = optimise_each_fact(lm, request, rows, initials, cfg, on_step, "PMET")
+            targets = [{kind: i[name] + d[name] for kind, name in at_last.items()} for i, d in zip(initials, deltas)]
+            delta_norms = [{kind: float(d[name].norm()) for kind, name in at_last.items()} for d in deltas]
             stats = LayerStats(lm, cfg.stats)
             for kind in kinds:
                 stats.second_moments(layers, kind)  # one pass per module kind for the whole range
-            temporary = TemporaryWeights(lm)
-            try:
+            with TemporaryWeights(lm) as written:
                 for i, layer in enumerate(layers):
                     for kind in kinds:
                         name = module_name(lm, kind, layer)
@@ -128,23 +111,12 @@ class PmetEditor:
                             residuals.append((target[kind] - now.outputs[at_last[kind]][0]) / math.sqrt(len(layers) - i))
                         cov = stats.regularised(layer, kind)
                         update = least_squares_update(torch.stack(keys), torch.stack(residuals), cov, cfg.mom2_update_weight)
-                        delta = to_weight_layout(lm, update.to(lm.device))
-                        finite_or_raise({f"{name}.weight": delta}, trace, "PMET")
-                        weight_deltas[f"{name}.weight"] = delta
-                        temporary.add(f"{name}.weight", delta)
-            finally:
-                temporary.restore()
+                        written.add(layout_deltas(lm, {name: update}, trace, "PMET"))
         details = {
             "layers": layers,
             "prefixes": prefixes,
             "delta_norms": {kind: max(norms[kind] for norms in delta_norms) for kind in at_last},
         }
-        if count > 1:
+        if len(rows) > 1:
             details["delta_norms_per_fact"] = delta_norms
-        return Edit.for_request(
-            self.name, request, start,
-            weight_deltas=weight_deltas,
-            trace=trace,
-            config=asdict(cfg),
-            details=details,
-        )
+        return written.deltas, trace, details

@@ -21,25 +21,20 @@ The steps MEMIT and PMET share with ROME (rows, key capture, value optimisation,
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ..fields import described
 from ..models import LoadedModel
-from .base import Edit, EditRequest, StepFn
-from .hparams import resolve
+from .base import ConfiguredEditor, EditRequest, StepFn, WeightEdit
 from .layer_stats import LayerStats, StatsConfig
 from .locate import (
-    build_rows,
     capture,
     check_layers,
     check_value_fields,
-    context_prefixes,
-    finite_or_raise,
-    optimise_values,
+    layout_deltas,
+    optimise_each_fact,
+    prefixed_rows,
     rank_one_update,
-    to_weight_layout,
-    true_answer_rows,
     value_field,
 )
 
@@ -72,34 +67,21 @@ class RomeConfig:
 # --------------------------------------------------------------------------- editor
 
 
-class RomeEditor:
+class RomeEditor(ConfiguredEditor):
     name = "rome"
+    config_cls = RomeConfig
 
-    def __init__(self, config: RomeConfig | None = None):
-        self.config = config or RomeConfig()
-
-    def compute(self, lm: LoadedModel, request: EditRequest, on_step: StepFn | None = None) -> Edit:
-        start = time.perf_counter()
-        cfg = resolve(self.config, "rome", lm)
+    def edit_weights(self, lm: LoadedModel, request: EditRequest, cfg: RomeConfig, on_step: StepFn | None) -> WeightEdit:
         check_layers([cfg.layer], lm, "RomeConfig.layer")
         name = lm.adapter.down_proj_name(cfg.layer)
         with lm.lock:
-            prefixes = context_prefixes(lm, request.source_language, cfg.context_templates, cfg.context_length, cfg.seed)
-            rows = build_rows(lm, request, prefixes)
+            prefixes, (rows,) = prefixed_rows(lm, request, cfg)
             seen = capture(lm, rows, inputs=[name], outputs=[name])
             key = seen.inputs[name][: rows.n_rewrite].mean(0)
-            deltas, trace = optimise_values(
-                lm, rows, {name: seen.outputs[name][0]}, cfg, on_step, "ROME", true_answer_rows(lm, request)
-            )
+            reference = {name: seen.outputs[name][0]}
+            (deltas,), trace = optimise_each_fact(lm, request, [rows], [reference], cfg, on_step, "ROME")
             cov = LayerStats(lm, cfg.stats).regularised(cfg.layer)
-            update = rank_one_update(key, deltas[name], cov).to(lm.device)
-        weight_deltas = {f"{name}.weight": to_weight_layout(lm, update)}
-        finite_or_raise(weight_deltas, trace, "ROME")
-        return Edit.for_request(
-            self.name, request, start,
-            weight_deltas=weight_deltas,
-            trace=trace,
-            config=asdict(cfg),
-            details={"layer": cfg.layer, "prefixes": prefixes, "delta_norm": float(deltas[name].norm())},
-        )
-
+            update = rank_one_update(key, deltas[name], cov)
+        weight_deltas = layout_deltas(lm, {name: update}, trace, "ROME")
+        details = {"layer": cfg.layer, "prefixes": prefixes, "delta_norm": float(deltas[name].norm())}
+        return weight_deltas, trace, details
