@@ -34,6 +34,7 @@ from .data.schema import Fact
 from .fields import described
 from .hooks import trace
 from .models import LoadedModel
+from .neuron_bundle import NeuronBundle, load_bundle
 from .paths import cache_dir
 from .scoring import Completion, encode_completion, greedy_generate
 
@@ -380,30 +381,43 @@ class NeuronCache:
     """Prompt attributions on disk, keyed by model, prompt, answer, language and IG settings.
 
     A file holds the scores under every IG multiplier (``difference`` as ``scores``), so the
-    multiplier, like the threshold and the language sets, can change without new IG."""
+    multiplier, like the threshold and the language sets, can change without new IG. Under the
+    files lies, read-only, the attributions memla ships for the model (``neuron_bundle``):
+    a prompt found in neither is computed and written to disk."""
 
     ARRAYS = {"difference": "scores", "activation": "scores_activation"}
 
-    def __init__(self, lm: LoadedModel, root: Path | None = None):
+    def __init__(self, lm: LoadedModel, root: Path | None = None, bundle: NeuronBundle | None | Literal[False] = None):
         self.root = (root or cache_dir() / "neurons") / lm.key
         self.root.mkdir(parents=True, exist_ok=True)
+        self.bundle = load_bundle(lm.key) if bundle is None else (bundle or None)
 
-    def _path(self, language: str, prompt: str, answer: str, config: NeuronConfig) -> Path:
+    @staticmethod
+    def key(language: str, prompt: str, answer: str, config: NeuronConfig) -> str:
         settings = {"steps": config.steps, "baseline": config.baseline}
         if config.activation_site != "down_input":  # default keys unchanged: older caches stay valid
             settings["site"] = config.activation_site
         key = json.dumps([language, prompt, answer, settings], ensure_ascii=False, sort_keys=True)
-        return self.root / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".npz")
+        return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+    def _path(self, language: str, prompt: str, answer: str, config: NeuronConfig) -> Path:
+        return self.root / (self.key(language, prompt, answer, config) + ".npz")
 
     def get(self, language: str, prompt: str, answer: str, config: NeuronConfig) -> PromptAttribution | None:
         path = self._path(language, prompt, answer, config)
         if not path.exists():
-            return None
+            return self._shipped(language, prompt, answer, config)
         with np.load(path) as data:
             name = self.ARRAYS[config.ig_multiplier]
             if name not in data:  # written before the multiplier switch existed
                 return None
             return PromptAttribution(language, prompt, answer, data[name])
+
+    def _shipped(self, language: str, prompt: str, answer: str, config: NeuronConfig) -> PromptAttribution | None:
+        if self.bundle is None or config.ig_multiplier != "difference":  # bundles ship that one only
+            return None
+        scores = self.bundle.get(self.key(language, prompt, answer, config))
+        return None if scores is None else PromptAttribution(language, prompt, answer, scores)
 
     def put(self, language: str, prompt: str, answer: str, config: NeuronConfig, scores: dict[str, np.ndarray]) -> None:
         path = self._path(language, prompt, answer, config)
