@@ -12,8 +12,7 @@ This module lives outside ``editing`` because configs outside it use it too (``n
 from __future__ import annotations
 
 import functools
-import inspect
-from dataclasses import MISSING, field
+from dataclasses import MISSING, field, fields
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T", bound=type)
@@ -40,15 +39,30 @@ def converted(**converters: Callable[[Any], Any]) -> Callable[[T], T]:
 
     def decorate(cls: T) -> T:
         init = cls.__init__
-        signature = inspect.signature(init)
+        # The dataclass's own __init__ takes its init fields in this order, positionally or by name
+        # (keyword-only fields by name only).
+        accepted = [f for f in fields(cls) if f.init]
+        names = {f.name for f in accepted}
+        position = {f.name: i for i, f in enumerate(f for f in accepted if not f.kw_only)}
+        required = {f.name for f in accepted if f.default is MISSING and f.default_factory is MISSING}
+        unknown = sorted(set(converters) - names)
+        if unknown:
+            raise TypeError(f"converted: {cls.__name__} has no init field {', '.join(unknown)}.")
 
         @functools.wraps(init)
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            given = signature.bind(self, *args, **kwargs)  # a wrong argument fails as it would without us
+            given = {name for name, i in position.items() if i < len(args)}
+            fits = len(args) <= len(position) and kwargs.keys() <= names - given
+            if not (fits and required <= given | kwargs.keys()):
+                init(self, *args, **kwargs)  # the dataclass refuses them itself, before any conversion
+                return
+            args = list(args)
             for name, convert in converters.items():
-                if name in given.arguments:
-                    given.arguments[name] = convert(given.arguments[name])
-            init(*given.args, **given.kwargs)
+                if name in kwargs:
+                    kwargs[name] = convert(kwargs[name])
+                elif name in given:
+                    args[position[name]] = convert(args[position[name]])
+            init(self, *args, **kwargs)
 
         cls.__init__ = __init__
         return cls

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 import pytest
 
@@ -14,7 +15,8 @@ from memla_core.bench import BenchConfig, BenchConfigError, canonical_method, re
 from memla_core.cli import build_parser, main
 from memla_core.cli import edit as cli_edit
 from memla_core.data import load_bundled
-from memla_core.editing import Edit, FTConfig, IkeConfig, MemlaConfig, MemitConfig, RomeConfig
+from memla_core.data.schema import Fact
+from memla_core.editing import BatchEditRequest, Edit, FTConfig, IkeConfig, MemlaConfig, MemitConfig, RomeConfig
 from memla_core.editing.registry import (
     METHODS,
     ConfigFieldError,
@@ -25,6 +27,7 @@ from memla_core.editing.registry import (
     set_field,
     set_fields,
 )
+from memla_core.fields import converted, optional
 
 FACT = "geo-capital-france"
 
@@ -42,6 +45,41 @@ def test_config_fields_list_none_defaulted_and_nested_fields():
     assert memla["lr"].label == "Learning rate" and "0.001" in memla["lr"].help
     memit_layers = config_field(MemitConfig, "layers")
     assert memit_layers.kind is tuple and memit_layers.item_kind is int and memit_layers.optional
+
+
+@converted(layers=optional(tuple), tags=tuple)
+@dataclass(frozen=True)
+class Converted:
+    name: str
+    layers: tuple[int, ...] | None = None
+    tags: tuple[str, ...] = field(default=(), kw_only=True)
+
+
+def test_converted_converts_named_and_positional_arguments_and_replace():
+    assert Converted("a", [1, 2], tags=["x"]) == Converted(name="a", layers=(1, 2), tags=("x",))
+    assert Converted("a").layers is None and Converted("a", None).layers is None
+    assert replace(Converted("a"), layers=[3]).layers == (3,)
+    assert BatchEditRequest(list(load_bundled().facts[:2]), "en").facts == tuple(load_bundled().facts[:2])
+    assert type(Fact("f", "r", languages=MappingProxyType({})).languages) is dict
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Converted(), "missing 1 required positional argument: 'name'"),
+        (lambda: Converted("a", "b", "c"), "positional arguments"),
+        (lambda: Converted("a", 5, size=2), "unexpected keyword argument 'size'"),  # 5 is never converted
+        (lambda: Converted("a", 5, layers=[1]), "multiple values for argument 'layers'"),
+    ],
+)
+def test_converted_leaves_wrong_arguments_to_the_dataclass(make, message):
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
+def test_converted_names_only_init_fields():
+    with pytest.raises(TypeError, match="Converted has no init field size"):
+        converted(size=int)(Converted)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

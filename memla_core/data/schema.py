@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from ..fields import converted
+
 MKEB_LANGUAGES: tuple[str, ...] = ("en", "zh", "fr", "de", "ja", "ko", "pt", "ru", "it", "es", "pl", "th")
 """The 12 MKEB languages, in the paper's order."""
 
@@ -59,6 +61,7 @@ class FactInLanguage:
     multi_hop_new_answer: str | None = None
 
 
+@converted(languages=dict)  # a copy: a Fact can key caches, whatever happens to the mapping it was given
 @dataclass(frozen=True)
 class Fact:
     """One MKEB record: the same fact in several languages."""
@@ -68,10 +71,6 @@ class Fact:
     languages: Mapping[str, FactInLanguage]
     relation: str = ""
     metadata: Mapping[str, object] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # Hashable, immutable views: a Fact can key caches.
-        object.__setattr__(self, "languages", dict(self.languages))
 
     def __hash__(self) -> int:
         return hash((self.example_id, tuple(sorted(self.languages))))

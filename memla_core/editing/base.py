@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 
 from ..data.schema import EditPrompt, Fact
+from ..fields import converted
 from ..models import LoadedModel
 from .hparams import resolve
 
@@ -62,6 +63,7 @@ class EditRequest:
         return (self,)
 
 
+@converted(facts=tuple)  # a list is accepted and kept as a tuple
 @dataclass(frozen=True)
 class BatchEditRequest:
     """Edit all ``facts`` at once, each as written in ``source_language``: one ``Edit`` that
@@ -71,15 +73,13 @@ class BatchEditRequest:
     source_language: str
 
     def __post_init__(self) -> None:
-        facts = tuple(self.facts)  # a list is accepted and kept as a tuple
-        object.__setattr__(self, "facts", facts)
-        if not facts:
+        if not self.facts:
             raise ValueError("BatchEditRequest.facts is empty; a batch needs at least one fact.")
-        ids = [f.example_id for f in facts]
+        ids = [f.example_id for f in self.facts]
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         if repeated:
             raise ValueError(f"BatchEditRequest.facts names '{repeated[0]}' more than once; give each fact once.")
-        for fact in facts:
+        for fact in self.facts:
             fact.in_language(self.source_language)  # names the fact and the languages it has
 
     @property
