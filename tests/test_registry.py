@@ -17,6 +17,7 @@ from memla_core.cli import edit as cli_edit
 from memla_core.data import load_bundled
 from memla_core.data.schema import Fact
 from memla_core.editing import BatchEditRequest, Edit, FTConfig, IkeConfig, MemlaConfig, MemitConfig, RomeConfig
+from memla_core.editing.base import ConfiguredEditor
 from memla_core.editing.registry import (
     METHODS,
     ConfigFieldError,
@@ -247,6 +248,21 @@ def test_a_new_method_needs_one_registry_entry(monkeypatch, tiny_models, bundled
     assert cli_edit.method_config(args, tiny_models["gpt2"]) == EchoConfig(repeats=2, iterations=2, loud=True)
     with pytest.raises(ValueError, match="--lr does not apply to Echo"):
         cli_edit.requested_settings(_edit_args("--method", "echo", "--lr", "1"), spec)
+
+
+def test_a_configured_editor_must_define_edit_weights():
+    class Forgetful(ConfiguredEditor):
+        name = "forgetful"
+        config_cls = EchoConfig
+
+    with pytest.raises(TypeError, match="abstract method 'edit_weights'|abstract method edit_weights"):
+        Forgetful()
+
+    class Zero(Forgetful):
+        def edit_weights(self, lm, request, cfg, on_step):
+            return {}, [], {}
+
+    assert Zero().config == EchoConfig()
 
 
 def test_a_registry_entry_is_checked_against_its_config():

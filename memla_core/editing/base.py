@@ -7,6 +7,7 @@ finite is refused before any weight is written (peft's ``safe_merge`` idea).
 
 from __future__ import annotations
 
+import abc
 import logging
 import time
 from contextlib import contextmanager
@@ -199,11 +200,12 @@ WeightEdit = tuple[dict[str, torch.Tensor], list[dict[str, float]], dict[str, An
 """What a weight-editing method computes: the deltas, the optimisation trace, its own details."""
 
 
-class ConfiguredEditor:
+class ConfiguredEditor(abc.ABC):
     """An editor built from its config alone (FT-L, ROME, MEND, MEMIT, PMET): ``editor_cls(config)``,
     the config class's defaults when none is given. ``compute`` fills the config's ``None`` fields
     for the model's architecture (``hparams``), runs the method's ``edit_weights`` and records the
-    config and time with the edit. A method that batches offers ``compute_batch`` as ``compute``."""
+    config and time with the edit. A method that batches offers ``compute_batch`` as ``compute``.
+    A subclass without ``edit_weights`` cannot be instantiated."""
 
     name: str
     config_cls: type
@@ -221,7 +223,8 @@ class ConfiguredEditor:
             self.name, request, start, weight_deltas=weight_deltas, trace=trace, config=asdict(cfg), details=details
         )
 
+    @abc.abstractmethod
     def edit_weights(
         self, lm: LoadedModel, request: EditRequest | BatchEditRequest, cfg: Any, on_step: StepFn | None
     ) -> WeightEdit:
-        raise NotImplementedError
+        """The method itself: weight deltas for ``request`` under the resolved config ``cfg``."""
