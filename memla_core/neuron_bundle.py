@@ -14,7 +14,8 @@ anyway. Only the IG definition's multiplier (``difference``) under the default s
 (20 steps, eos baseline, down-projection input) is shipped; any other setting computes as before.
 
 Rebuild (after a change to the IG code, the bundled facts or the default model):
-``python -m memla_core.neuron_bundle`` (resumable: it fills the ordinary cache first).
+``python -m memla_core.neuron_bundle`` (resumable: it fills the ordinary cache first;
+``--cached-only`` packs the facts already computed, with no IG).
 """
 
 from __future__ import annotations
@@ -140,21 +141,28 @@ def main() -> None:  # pragma: no cover - maintainer's command, run by hand (abo
 
     from .data.bundled import load_bundled
     from .models import load_model
-    from .neurons import NeuronCache, NeuronConfig, find_neurons
+    from .neurons import NeuronCache, NeuronConfig, cached_neurons, find_neurons
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", default="en", help="edit language whose neuron search is shipped (default en)")
     parser.add_argument("--out", type=Path, help="bundle file (default assets/neurons/<model key>.npz)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="pack only the facts whose prompts are all in the disk cache already (no IG)")
     args = parser.parse_args()
     lm = load_model()
     config = NeuronConfig()
     cache = NeuronCache(lm, bundle=False)
-    entries = []
-    for n, fact in enumerate(load_bundled(), 1):
-        sets = find_neurons(lm, fact, args.source, config, cache=cache)
+    entries, facts = [], load_bundled()
+    for fact in facts:
+        if args.cached_only:
+            sets = cached_neurons(lm, fact, args.source, config, cache=cache)
+            if sets is None:
+                continue
+        else:
+            sets = find_neurons(lm, fact, args.source, config, cache=cache)
         for att in sets.attributions:
             entries.append((cache.key(att.language, att.prompt, att.answer, config), att.scores))
-        print(f"{n} {fact.example_id}", flush=True)
+        print(fact.example_id, flush=True)
     out = args.out or bundle_path(lm.key)
     count = write_bundle(entries, out)
     print(f"{count} prompts -> {out} ({out.stat().st_size / 1e6:.2f} MB)")
