@@ -477,3 +477,21 @@ def find_neurons(
         attributions=tuple(attributions),
         config=config,
     )
+
+
+def cached_neurons(
+    lm: LoadedModel,
+    fact: Fact,
+    source_language: str,
+    config: NeuronConfig = NeuronConfig(),
+    cache: NeuronCache | None = None,
+) -> NeuronSets | None:
+    """``find_neurons`` if every prompt it needs is already attributed (on disk or shipped), else
+    ``None`` without running integrated gradients: a reloaded page shows computed neurons again."""
+    store = NeuronCache(lm) if cache is None else cache
+    independent = [code for code in config.independent_languages if code in fact.languages]
+    for lang in dict.fromkeys([source_language, *independent]):
+        answer = _answer_for_attribution(lm, fact, lang)
+        if any(store.get(lang, prompt, answer, config) is None for prompt in language_prompts(fact, lang, config)):
+            return None
+    return find_neurons(lm, fact, source_language, config, cache=store)

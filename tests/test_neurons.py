@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from memla_core.neurons import NeuronCache, NeuronConfig, PromptAttribution, attribute_prompt, find_neurons
+from memla_core.neurons import (
+    NeuronCache,
+    NeuronConfig,
+    PromptAttribution,
+    attribute_prompt,
+    cached_neurons,
+    find_neurons,
+)
 
 FAST = NeuronConfig(steps=4, threshold=0.2)
 
@@ -87,6 +94,23 @@ def test_disk_cache_is_reused(tiny_models, bundled, tmp_path, monkeypatch):
     second = find_neurons(lm, fact, "en", FAST, cache=cache)
     assert calls == []
     assert second.per_language == first.per_language
+
+
+def test_cached_neurons_come_back_without_integrated_gradients(tiny_models, bundled, tmp_path, monkeypatch):
+    """What a reloaded page shows: nothing until every prompt is attributed, then the same sets."""
+    import memla_core.neurons as neurons
+
+    lm = tiny_models["qwen2"]
+    fact = bundled.get("geo-capital-japan")
+    cache = NeuronCache(lm, root=tmp_path, bundle=False)
+    assert cached_neurons(lm, fact, "en", FAST, cache=cache) is None
+    found = find_neurons(lm, fact, "en", FAST, cache=cache)
+    monkeypatch.setattr(neurons, "attribute_prompt_all", lambda *a, **k: pytest.fail("integrated gradients ran"))
+    restored = cached_neurons(lm, fact, "en", FAST, cache=cache)
+    assert restored is not None and restored.per_language == found.per_language
+    assert restored.language_independent == found.language_independent and restored.config == FAST
+    # One prompt missing (another source language's) is enough to leave the search to the user.
+    assert cached_neurons(lm, fact, "de", FAST, cache=cache) is None
 
 
 def test_missing_source_language_fails_before_work(tiny_models, bundled):
