@@ -62,7 +62,8 @@ if lm is not None:
     unknown = [code for code in shown if code in checks and checks[code].status == "unknown"]
     st.caption(f"{lm.key} knows this fact in {known_in} of {len(shown)} shown languages"
                + (f"; not in {', '.join(unknown)}: there, unlearning the true answer says little." if unknown else "."))
-table(side_by_side, f"fact {fact.example_id}", index=True, height=min(38 * 20, 600))
+# As tall as its rows (35 px each, with the header), up to 600 px: a fixed height drew empty rows.
+table(side_by_side, f"fact {fact.example_id}", index=True, height=min(35 * (len(side_by_side) + 1) + 3, 600))
 st.caption("Neighborhood prompts are about *other* subjects: their answers must not change (locality). "
            "Multi-hop questions follow from the *new* fact.")
 left, right = st.columns(2)
