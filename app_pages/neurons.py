@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_support import state
 from app_support.forms import neuron_settings
-from app_support.neuron_panel import show_neurons
+from app_support.neuron_panel import neurons_from_cache, show_neurons
 from app_support.widgets import PAGES, finish, halt, language_select, long_task, require_fact, require_model, show_notice
 from memla_core.neurons import language_prompts
 from memla_core.session import compute_neurons
@@ -37,6 +37,7 @@ if st.button("Find neurons", type="primary", icon=":material/search:"):
         finish(f"Found {len(found.language_specific)} language-specific and {len(found.language_independent)} "
                "language-independent neurons.")
 
+restored = neurons_from_cache(lm, fact, source, config)
 neurons = st.session_state[state.NEURONS]
 if neurons is None or neurons.fact_id != fact.example_id:
     st.info("Press **Find neurons** to compute them (or go straight to editing: MEMLA finds them itself).")
@@ -44,5 +45,8 @@ if neurons is None or neurons.fact_id != fact.example_id:
 if neurons.config != config or neurons.source_language != source:
     st.warning(f"These neurons were found with other settings (source {language_label(neurons.source_language)}, "
                f"{neurons.config.steps} steps, threshold {neurons.config.threshold:g}). Press **Find neurons** to update them.")
+if restored:
+    st.caption(":material/history: Taken from the on-disk cache: these settings were searched before "
+               "(no integrated gradients run).")
 show_neurons(neurons, lm.num_layers, lm.num_neurons)
 st.page_link(PAGES["edit"], label="Next: edit the fact with these neurons", icon=":material/arrow_forward:")

@@ -5,10 +5,28 @@ from __future__ import annotations
 import streamlit as st
 
 from memla_core.charts import attribution_heatmap, layer_counts_chart, overlap_heatmap
-from memla_core.neurons import NeuronSets
+from memla_core.data.schema import Fact
+from memla_core.models import LoadedModel
+from memla_core.neurons import NeuronConfig, NeuronSets, cached_neurons
+from memla_core.session import edited
 from memla_core.views import language_attribution, language_label, neuron_overlap, neuron_summary, top_neurons
 
+from . import state
 from .widgets import LANGUAGE_BOX_WIDTH, table
+
+
+def neurons_from_cache(lm: LoadedModel, fact: Fact, source: str, config: NeuronConfig) -> bool:
+    """Neurons for these settings from the disk cache when every prompt is already attributed
+    (after a reload, or settings searched before), without running integrated gradients.
+    True: the session's neurons were replaced by them."""
+    if state.neurons_for(fact, source, config) is not None:
+        return False
+    with edited(lm, None):  # a fact without a true answer is answered by the unedited model
+        found = cached_neurons(lm, fact, source, config)
+    if found is None:
+        return False
+    st.session_state[state.NEURONS] = found
+    return True
 
 
 def show_neurons(neurons: NeuronSets, num_layers: int, num_neurons: int) -> None:
