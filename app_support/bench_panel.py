@@ -16,7 +16,7 @@ import streamlit as st
 from memla_core.bench import BenchConfig, BenchJob, JobStatus, results_dir, results_files, speed_overrides
 from memla_core.bench.job import find_job, running_jobs
 from memla_core.bench.lock import holder as lock_holder
-from memla_core.bench.config import canonical_method, resolve_method
+from memla_core.bench.config import STEPS_ALIAS, canonical_method, resolve_method
 from memla_core.bench.mismatch import file_overrides, file_seed, setting_differences
 from memla_core.bench.plan import resume_plan
 from memla_core.bench.store import CUT_OFF_LINE, parse_results, read_all
@@ -116,13 +116,38 @@ def _session_job() -> BenchJob | None:
     if job is None and current and from_link:
         found = find_job(Path(current))
         if found is not None and found.status().active:
-            st.session_state[state.BENCH_JOB] = job = found
+            _attach(found)
+            job = found
     return job
 
 
 def _attach(job: BenchJob) -> None:
+    """Watch a run this session did not start; the form takes its settings, so that once it is
+    stopped, Start resumes it rather than offering the defaults."""
     st.session_state[state.BENCH_JOB] = job
     st.session_state[state.BENCH_FILE] = str(job.config.out)
+    _form_from_config(job.config)
+
+
+def _form_from_config(config: BenchConfig) -> None:
+    variants = [name.partition(":")[2] for name in config.methods if name.startswith("memla:")]
+    common = config.common_overrides
+    values = {
+        "methods": [name for name in config.methods if name in METHODS],
+        "variants": [name for name in variants if name in ABLATIONS],
+        "sources": list(config.source_languages),
+        "targets": list(config.target_languages or []),
+        "facts": list(config.fact_ids),
+        "seed": config.seed,
+        "ig_steps": common.get("neurons.steps", NeuronConfig().steps),
+        "edit_steps": common.get(STEPS_ALIAS),
+        "name": config.out.stem,
+        "overwrite": False,
+    }
+    if config.limit is not None:
+        values["limit"] = config.limit
+    for field, value in values.items():
+        state.reset_setting(state.bench_setting(field), value)
 
 
 def _other_runs(shown: BenchJob | None) -> None:

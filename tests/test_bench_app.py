@@ -128,6 +128,17 @@ def test_a_running_benchmark_is_found_again_after_a_reload_and_stopped():
         _no_errors(fourth)
         assert "The last run was stopped" in _texts(fourth)
         assert not (results_dir() / "reloaded.csv.lock").exists()
+
+        # The session that found the run after the reload shows its settings in the form, not the
+        # defaults: Start resumes that run.
+        reloaded.run()
+        _no_errors(reloaded)
+        assert _by_label(reloaded.text_input, "Results file").value == "reloaded"
+        assert _by_label(reloaded.multiselect, "Methods").value == ["memla"]
+        assert _by_label(reloaded.multiselect, "Evaluated in (target languages)").value == ["en", "zh"]
+        assert _by_label(reloaded.number_input, "Number of facts (the first N)").value == 40
+        assert _by_label(reloaded.number_input, "IG steps (knowledge neurons)").value == 2
+        assert _by_label(reloaded.number_input, "Edit steps").value == 3
     finally:
         job.cancel()
         job.wait(120)
