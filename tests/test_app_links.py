@@ -98,6 +98,28 @@ def test_a_link_restores_neuron_and_edit_settings_and_a_reload_keeps_changes(tin
     assert _url(reloaded) == url
 
 
+def test_a_reload_shows_the_neurons_found_before_from_the_disk_cache():
+    link = {"fact": FACT, "source": "en", "ig_steps": "2", "ig_langs": "en,zh"}
+    at = _open(link)
+    at.switch_page("app_pages/neurons.py").run()
+    _no_errors(at)
+    assert not at.metric and "Press **Find neurons**" in " ".join(i.value for i in at.info)
+    _by_label(at.button, "Find neurons").click().run()
+    _no_errors(at)
+    found = {m.label: m.value for m in at.metric}
+
+    reloaded = _open(_url(at))  # no button pressed: every prompt is cached, so they are shown
+    reloaded.switch_page("app_pages/neurons.py").run()
+    _no_errors(reloaded)
+    assert {m.label: m.value for m in reloaded.metric} == found
+    assert any("Taken from the on-disk cache" in c.value for c in reloaded.caption)
+    assert reloaded.session_state["neurons"].config.steps == 2
+    # Other settings, not searched before: nothing is computed until the button is pressed.
+    _by_label(reloaded.number_input, "IG steps m").set_value(3).run()
+    _no_errors(reloaded)
+    assert any("found with other settings" in w.value for w in reloaded.warning)
+
+
 def test_bad_values_in_a_link_are_left_out_with_a_warning():
     at = _open({"fact": FACT, "source": "xx", "ig_steps": "0", "ig_baseline": "mean", "ig_threshold": "abc",
                 "ig_langs": "en,klingon", "methods": "memla,nope", "preset": "memla:best"})
