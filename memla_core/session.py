@@ -7,6 +7,9 @@ weights no other session can run the model, and the weights are restored before 
 released. Every function here goes through ``edited``, so "before" answers always come from the
 unedited weights, whatever other sessions are doing.
 
+A session may also keep an edit stack (``memla_core.stack_session``): its edits, applied in order
+under the edit being computed or scored (``under=``), again only inside ``edited``.
+
 Long work takes a ``CancelToken`` and checks it between steps (one prompt attribution, one
 optimisation step, one language of evaluation).
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
@@ -23,6 +26,7 @@ import pandas as pd
 from .data.schema import Fact
 from .editing import Edit, EditRequest, build_editor
 from .editing.base import StepFn
+from .editing.stack import EditStack, stacked_context
 from .bounds import check_prompt_lengths, check_text_length
 from .evaluation import EvalReport, evaluate
 from .health import EditHealth, edit_health
@@ -59,17 +63,38 @@ def _checked(cancel: CancelToken | None) -> None:
 
 
 @contextmanager
-def edited(lm: LoadedModel, edit: Edit | None) -> Iterator[LoadedModel]:
+def edited(lm: LoadedModel, edit: Edit | None, under: Sequence[Edit] = ()) -> Iterator[LoadedModel]:
     """Run the shared model with ``edit`` applied (``None``: unedited), exclusively.
 
-    The lock is re-entrant, so core functions that lock again inside the block are fine.
+    ``under``: edits applied first, in order (a session's edit stack); ``edit`` goes on top. On
+    exit every weight they touched is copied back, newest first, so the model is bit for bit as
+    before. The lock is re-entrant, so core functions that lock again inside the block are fine.
     """
     with lm.lock:
-        if edit is None or not edit.weight_deltas:
+        stack = EditStack(lm)
+        try:
+            for each in (*under, *([edit] if edit is not None else [])):
+                if each.weight_deltas:
+                    stack.push_edit(each)
             yield lm
-        else:
-            with edit.applied(lm):
-                yield lm
+        finally:
+            stack.revert_all()
+
+
+def as_scored(edit: Edit | None, under: Sequence[Edit] = ()) -> Edit | None:
+    """``edit`` as ``evaluate`` must see it on top of ``under``: its own weight deltas and every
+    in-context edit's context, stacked (``stack.stacked_context``). Without ``edit``: the stack's
+    contexts alone (``None`` without a stack)."""
+    if not under:
+        return edit
+    edits = [*under, *([edit] if edit is not None else [])]
+    context = stacked_context(edits)
+    query = next((e.context_query for e in reversed(edits) if e.context), "")
+    if edit is None:
+        newest = under[-1]
+        return Edit(method="stack", fact_id=newest.fact_id, source_language=newest.source_language,
+                    context=context, context_query=query)
+    return edit if context == edit.context else replace(edit, context=context, context_query=query)
 
 
 def compute_neurons(
@@ -103,8 +128,10 @@ def compute_edit(
     on_step: StepFn | None = None,
     cancel: CancelToken | None = None,
     pool: Sequence[Fact] | None = None,
+    under: Sequence[Edit] = (),
 ) -> Edit:
-    """Compute (not apply) an edit on the unedited model; ``cancel`` stops it between steps."""
+    """Compute (not apply) an edit on the unedited model, or on top of ``under`` (the session's
+    edit stack, applied for the computation only); ``cancel`` stops it between steps."""
     editor = build_editor(method, config, neurons, pool)
 
     def step(record: dict[str, float]) -> None:
@@ -114,7 +141,7 @@ def compute_edit(
 
     _checked(cancel)
     check_prompt_lengths(lm.tokenizer, request.fact, [request.source_language])
-    with edited(lm, None):
+    with edited(lm, None, under):
         return editor.compute(lm, request, on_step=step)
 
 
@@ -126,31 +153,36 @@ def evaluate_fact(
     source_language: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: CancelToken | None = None,
+    under: Sequence[Edit] = (),
 ) -> EvalReport:
-    """ES/PS/NS/QS of ``fact`` with ``edit`` applied (``None``: unedited), one language at a time.
+    """ES/PS/NS/QS of ``fact`` with ``edit`` applied (``None``: unedited), one language at a time;
+    ``under``: the session's edit stack, applied beneath ``edit``.
 
     Scoring language by language costs little on a CPU and lets long evaluations report progress
     and stop between languages.
     """
-    source = source_language or (edit.source_language if edit else languages[0])
+    scored = as_scored(edit, under)
+    source = source_language or (scored.source_language if scored else languages[0])
     check_prompt_lengths(lm.tokenizer, fact, languages)
     reports = []
     for done, lang in enumerate(languages):
         _checked(cancel)
         if progress:
             progress(done, len(languages), lang)
-        with edited(lm, edit):
-            reports.append(evaluate(lm, fact, [lang], edit=edit, source_language=source))
+        with edited(lm, edit, under):
+            reports.append(evaluate(lm, fact, [lang], edit=scored, source_language=source))
     if progress:
         progress(len(languages), len(languages), "done")
     return merge_reports(reports)
 
 
-def check_edit_health(lm: LoadedModel, fact: Fact, edit: Edit, languages: Sequence[str]) -> EditHealth:
-    """``edit_health`` on the shared model: the reference comes from the unedited weights whatever
-    other sessions do (the whole check holds the lock)."""
-    with edited(lm, None):
-        return edit_health(lm, edit, fact, languages)
+def check_edit_health(
+    lm: LoadedModel, fact: Fact, edit: Edit, languages: Sequence[str], under: Sequence[Edit] = ()
+) -> EditHealth:
+    """``edit_health`` on the shared model: the reference comes from the unedited weights (or the
+    session's stack ``under``) whatever other sessions do (the whole check holds the lock)."""
+    with edited(lm, None, under):
+        return edit_health(lm, as_scored(edit, under), fact, languages)
 
 
 def merge_reports(reports: Sequence[EvalReport]) -> EvalReport:
@@ -161,12 +193,16 @@ def merge_reports(reports: Sequence[EvalReport]) -> EvalReport:
     )
 
 
-def generate_text(lm: LoadedModel, prompt: str, max_new_tokens: int = 20, edit: Edit | None = None) -> str:
-    """Greedy continuation of free text by the model, with ``edit`` applied for this call only."""
+def generate_text(
+    lm: LoadedModel, prompt: str, max_new_tokens: int = 20, edit: Edit | None = None, under: Sequence[Edit] = ()
+) -> str:
+    """Greedy continuation of free text by the model, with ``edit`` (on top of ``under``, the
+    session's edit stack) applied for this call only."""
     check_text_length(lm.tokenizer, prompt)
-    text = f"{edit.context}{prompt}" if edit is not None and edit.context else prompt
+    scored = as_scored(edit, under)
+    text = f"{scored.context}{prompt}" if scored is not None and scored.context else prompt
     eos = lm.tokenizer.eos_token_id
-    with edited(lm, edit):
+    with edited(lm, edit, under):
         out = greedy_generate(lm, [encode_prompt(lm, text)], [max_new_tokens])[0]
     if eos in out:  # generation is forced to max_new_tokens; what follows EOS is noise
         out = out[: out.index(eos)]

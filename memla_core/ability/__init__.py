@@ -17,7 +17,16 @@ from .items import (
     load_sentences,
     load_templates,
 )
-from .measure import AbilityConfig, AbilityReport, DriftScore, measure_ability, measure_unedited
+from .measure import (
+    QUICK_ITEMS,
+    QUICK_SENTENCES,
+    AbilityConfig,
+    AbilityReport,
+    DriftScore,
+    ability_summary,
+    measure_ability,
+    measure_unedited,
+)
 from .probe import ItemResult, mean_token_logprob, pick, score_items
 
 __all__ = [
@@ -27,10 +36,13 @@ __all__ = [
     "DriftScore",
     "ItemResult",
     "NLI_LABELS",
+    "QUICK_ITEMS",
+    "QUICK_SENTENCES",
     "ProbeItem",
     "ProbeSet",
     "TASKS",
     "Templates",
+    "ability_summary",
     "build_reference",
     "coarse_kl",
     "drift_per_position",

@@ -25,6 +25,11 @@ from .items import TASKS, ProbeSet
 from .probe import ItemResult, score_items
 
 
+QUICK_ITEMS, QUICK_SENTENCES = 5, 5
+"""``AbilityConfig.quick()``: sized for a ≤ 30 s check of one model state on a 2-core CPU
+(benchmarks/ability_speed.py)."""
+
+
 @dataclass(frozen=True)
 class AbilityConfig:
     """What to measure. Defaults: the whole bundled probe and every sentence."""
@@ -42,6 +47,11 @@ class AbilityConfig:
                 raise ValueError(f"AbilityConfig.{name} must be at least 1 (or None for all), got {value}.")
         if self.top_k < 1 or self.batch_size < 1:
             raise ValueError("AbilityConfig.top_k and batch_size must be at least 1.")
+
+    @classmethod
+    def quick(cls, **fields) -> "AbilityConfig":
+        """The first ``QUICK_ITEMS`` items of each task and ``QUICK_SENTENCES`` sentences per language."""
+        return cls(**{"items_per_task": QUICK_ITEMS, "sentences_per_language": QUICK_SENTENCES, **fields})
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,24 @@ class AbilityReport:
             row["drift (KL)"] = self.mean_drift if lang is None else drift.get(lang, math.nan)
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+def ability_summary(reports: Sequence[AbilityReport], language: str = "en") -> pd.DataFrame:
+    """One row per model state: each task's accuracy (%) in ``language`` and averaged over every
+    language (each language once), then the mean drift and the seconds it took."""
+    rows = []
+    for report in reports:
+        row: dict[str, object] = {"model": report.label}
+        for task in TASKS:
+            if any(r.task == task for r in report.items):
+                row[f"{task} {language} %"] = 100 * report.accuracy(task, language)
+                per_language = [report.accuracy(task, lang) for lang in report.languages]
+                per_language = [v for v in per_language if not math.isnan(v)]
+                row[f"{task} mean %"] = 100 * sum(per_language) / len(per_language) if per_language else math.nan
+        row["drift (KL)"] = report.mean_drift
+        row["seconds"] = report.seconds
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def select_sentences(sentences: Mapping[str, Sequence[str]], config: AbilityConfig) -> dict[str, tuple[str, ...]]:

@@ -17,10 +17,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..ability import TASKS, AbilityConfig, AbilityReport, load_bundled_probe, load_sentences, measure_ability, measure_unedited
-
-QUICK_ITEMS, QUICK_SENTENCES = 5, 5
-"""Defaults sized for a ≤ 30 s check of one model state on a 2-core CPU (benchmarks/ability_speed.py)."""
+from ..ability import (
+    QUICK_ITEMS,
+    QUICK_SENTENCES,
+    TASKS,
+    AbilityConfig,
+    AbilityReport,
+    load_bundled_probe,
+    load_sentences,
+    measure_ability,
+    measure_unedited,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
