@@ -3,10 +3,12 @@
 import streamlit as st
 
 from app_support import state
+from app_support.ability_panel import ability_section
 from app_support.edit_panel import default_targets, free_text, revert, run_edits, show_outcomes
 from app_support.forms import method_settings, preset_choice
 from app_support.mend_panel import mend_section
 from app_support.sidebar import method_title
+from app_support.stack_panel import stack_note, stack_section
 from app_support.widgets import bound, errors_shown, language_select, require_fact, require_model, show_notice
 from memla_core.editing import METHODS
 from memla_core.views import language_label
@@ -44,10 +46,13 @@ if apply_col.button("Apply again (replaces your edit)" if outcomes else "Apply e
 revert_col.button("Revert edit", disabled=not outcomes, on_click=revert, icon=":material/undo:",
                   help="Forget this session's edit: answers come from the unedited model again.")
 st.caption("The model is shared by everyone using this app; your edit changes only *your* answers, and only while they are computed.")
+stack_note()
 
 if outcomes:
     st.header("Before and after the edit")
     show_outcomes(outcomes, lm)
+stack_section(lm, fact, targets, outcomes)
+ability_section(lm, outcomes)
 st.header("Ask anything")
 st.caption("Any prompt, answered by the unedited model and, next to it, by your edited model.")
 with errors_shown("Answering the prompt"):

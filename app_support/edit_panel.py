@@ -46,11 +46,17 @@ def default_targets(fact: Fact, source: str) -> list[str]:
 
 
 def run_edits(lm: LoadedModel, fact: Fact, source: str, targets: list[str], configs: dict[str, Any]) -> None:
-    """Compute each method's edit, score before and after, keep the outcomes in this session."""
+    """Compute each method's edit, score before and after, keep the outcomes in this session.
+    With an edit stack, each edit is computed and scored on top of it ("before": the stacked model)."""
     outcomes: dict[str, EditOutcome] = {}
     found = None
+    under = state.stack().edits
     with long_task("Editing") as task:
-        before = before_report(lm, fact, targets, source, progress=task.counter("Scoring the unedited model"))
+        if under:
+            before = evaluate_fact(lm, fact, targets, None, source, task.counter("Scoring your stacked model"),
+                                   task.cancel, under=under)
+        else:
+            before = before_report(lm, fact, targets, source, progress=task.counter("Scoring the unedited model"))
         for method, config in configs.items():
             spec, title = method_spec(method), method_title(method)
             neuron_config = spec.neuron_config(config)
@@ -73,22 +79,27 @@ def run_edits(lm: LoadedModel, fact: Fact, source: str, targets: list[str], conf
                 chart.plotly_chart(edit_trace_chart(trace, f"{title}: optimisation"), key=f"live:{method}:{len(trace)}")
 
             edit = compute_edit(lm, EditRequest(fact, source), method, config, neurons, on_step, task.cancel,
-                                pool=state.dataset().facts)
-            after = evaluate_fact(lm, fact, targets, edit, source, task.counter(f"Scoring the {title} edit"), task.cancel)
-            health = check_edit_health(lm, fact, edit, targets)
+                                pool=state.dataset().facts, under=under)
+            after = evaluate_fact(lm, fact, targets, edit, source, task.counter(f"Scoring the {title} edit"), task.cancel,
+                                  under=under)
+            health = check_edit_health(lm, fact, edit, targets, under)
             outcomes[method] = EditOutcome(edit, before, after, health)
     if task.ok:
         st.session_state[state.EDITS] = outcomes
         if found is not None:
             st.session_state[state.NEURONS] = found
         st.session_state[state.FREE_TEXT] = None
+        st.session_state[state.ABILITY] = None
         finish(f"Edit applied with {', '.join(map(method_title, outcomes))} — to your answers only.")
 
 
 def revert() -> None:
     st.session_state[state.EDITS] = {}
     st.session_state[state.FREE_TEXT] = None
-    state.notify("Edit reverted: answers come from the unedited model again.")
+    st.session_state[state.ABILITY] = None
+    stacked = len(state.stack())
+    state.notify(f"Edit reverted: answers come from your {stacked} stacked edit(s) again." if stacked
+                 else "Edit reverted: answers come from the unedited model again.")
 
 
 def show_outcomes(outcomes: dict[str, EditOutcome], lm: LoadedModel) -> None:
@@ -170,15 +181,19 @@ def health_banner(outcome: EditOutcome) -> None:
 
 
 def free_text(lm: LoadedModel, fact: Fact, source: str, outcomes: dict[str, EditOutcome]) -> None:
-    """Any prompt, answered by the unedited model and by each of this session's edits."""
+    """Any prompt, answered by the unedited model, this session's edit stack and each of its edits
+    (on top of the stack)."""
     with st.form("free_text"):
         prompt = st.text_input("Prompt", value=fact.in_language(source).edit.filled())
         tokens = st.slider("Tokens to generate", 1, 60, 12)
         asked = st.form_submit_button("Answer", icon=":material/chat:")
     if asked and prompt.strip():
+        under = state.stack().edits
         answers = {"Unedited model": generate_text(lm, prompt, tokens)}
+        if under:
+            answers[f"Your {len(under)} stacked edit(s)"] = generate_text(lm, prompt, tokens, None, under)
         for method, outcome in outcomes.items():
-            answers[f"Edited with {method_title(method)}"] = generate_text(lm, prompt, tokens, outcome.edit)
+            answers[f"Edited with {method_title(method)}"] = generate_text(lm, prompt, tokens, outcome.edit, under)
         st.session_state[state.FREE_TEXT] = {"prompt": prompt, "answers": answers}
     shown = st.session_state[state.FREE_TEXT]
     if shown:

@@ -1,7 +1,8 @@
 """Process-wide resources: the shared model and cached, serialisable results.
 
 The model is loaded once per (model, dtype, device) and shared by every session. Only unedited
-results are cached here (``before_report``); an edited model or an edit never is.
+results are cached here (``before_report``, ``unedited_ability``); an edited model or an edit
+never is.
 """
 
 from __future__ import annotations
@@ -17,11 +18,20 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from memla_core.ability import (
+    AbilityConfig,
+    AbilityReport,
+    DriftReference,
+    ProbeSet,
+    load_bundled_probe,
+    load_sentences,
+    measure_unedited,
+)
 from memla_core.data import MKEBDataset, fact_to_record, load_mkeb
 from memla_core.data.schema import Fact
 from memla_core.evaluation import EvalReport
 from memla_core.models import LoadedModel, ModelSpec, Progress, load_model
-from memla_core.session import evaluate_fact, merge_reports
+from memla_core.session import edited, evaluate_fact, merge_reports
 from memla_core.views import paper_table
 
 UPLOAD_FORMATS = {
@@ -98,6 +108,29 @@ def before_report(lm: LoadedModel, fact: Fact, languages: list[str], source_lang
             progress(done, len(languages), lang)
         reports.append(_before_one_language(lm.key, str(lm.device), fact_json, lang, source_language, lm, fact))
     return merge_reports(reports)
+
+
+def ability_config(full: bool) -> AbilityConfig:
+    """The general-ability probe the Edit page runs: the whole probe, or the quick one (≤ 30 s a
+    model state on the default model, 2-core CPU)."""
+    return AbilityConfig() if full else AbilityConfig.quick()
+
+
+@st.cache_resource(show_spinner=False)
+def bundled_probe() -> ProbeSet:
+    return load_bundled_probe()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _unedited_ability(model_key: str, device: str, full: bool, _lm: LoadedModel) -> tuple[AbilityReport, DriftReference]:
+    # Keyed by model, device and probe size; the weights are unedited under edited(lm, None).
+    with edited(_lm, None):
+        return measure_unedited(_lm, bundled_probe(), load_sentences(), ability_config(full))
+
+
+def unedited_ability(lm: LoadedModel, full: bool) -> tuple[AbilityReport, DriftReference]:
+    """The unedited model's probe report and drift reference, measured once per model and shared."""
+    return _unedited_ability(lm.key, str(lm.device), full, lm)
 
 
 @st.cache_data(show_spinner=False)

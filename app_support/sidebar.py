@@ -42,5 +42,9 @@ def draw_sidebar() -> None:
         if edits:
             names = ", ".join(method_title(outcome.method) for outcome in edits.values())
             st.markdown(f"**Edit:** {names} applied — only to your answers; other users see the unedited model")
-        else:
+        elif not state.stack():
             st.markdown("**Edit:** none (the model is unedited)")
+        stack = state.stack()
+        if stack:
+            st.markdown(f"**Edit stack:** {len(stack)} edit(s) — "
+                        + ", ".join(entry.label for entry in stack) + " (see **Edit**)")

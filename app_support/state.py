@@ -1,7 +1,8 @@
 """Every ``st.session_state`` key the app uses, its default, and the transitions between them.
 
-A session's edit lives here (``EDITS``) and nowhere else: the model is shared by all sessions and
-is edited only inside ``memla_core.session.edited`` while this session computes.
+A session's edit (``EDITS``) and edit stack (``STACK``) live here and nowhere else: the model is
+shared by all sessions and is edited only inside ``memla_core.session.edited`` while this session
+computes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from memla_core.data.schema import Fact
 from memla_core.models import DEFAULT_MODEL, ModelSpec
 from memla_core.neurons import NeuronConfig, NeuronSets
 from memla_core.session import EditOutcome
+from memla_core.stack_session import SessionStack
 
 MODEL_ENV = "MEMLA_APP_MODEL"
 """Environment variable naming the model the Setup page preselects (tests: a tiny checkpoint)."""
@@ -27,6 +29,9 @@ FACT_ID = "fact_id"  # id of the current fact, or None
 SOURCE_LANGUAGE = "source_language"
 NEURONS = "neurons"  # NeuronSets of the current fact, or None
 EDITS = "edits"  # {method: EditOutcome}: this session's edits of the current fact
+STACK = "edit_stack"  # SessionStack: edits kept in a row, applied beneath EDITS (any fact)
+STACK_SCORES = "edit_stack_scores"  # {"edits": ids of the stack's edits, "rows": SessionStack.retention}, or None
+ABILITY = "ability"  # {"edits": ids of the edits measured, "full": bool, "reports": [AbilityReport]}, or None
 CURRENT_PAGE = "current_page"  # url path of the page this run draws (set by app.py)
 NOTICE = "notice"  # (kind, text) to show once on the next run: kind is "info" or "success"
 FREE_TEXT = "free_text_answers"  # {"prompt": str, "answers": {column: text}}
@@ -41,6 +46,7 @@ IG_THRESHOLD = "ig_threshold"
 IG_LANGUAGES = "ig_languages"
 TARGET_LANGUAGES = "target_languages"
 METHODS_CHOSEN = "methods_chosen"
+ABILITY_FULL = "ability_full"  # True: the whole probe, False: AbilityConfig.quick()
 
 # What a link (the URL's query parameters) asked for, kept until the form it concerns is first drawn
 LINKED_PRESETS = "linked_presets"  # {method: "tuned" | "paper"}: the preset each method's form starts from
@@ -79,6 +85,9 @@ DEFAULTS: dict[str, Any] = {
     SOURCE_LANGUAGE: "en",
     NEURONS: None,
     EDITS: {},
+    STACK: SessionStack(),
+    STACK_SCORES: None,
+    ABILITY: None,
     CURRENT_PAGE: None,
     NOTICE: None,
     FREE_TEXT: None,
@@ -91,6 +100,7 @@ DEFAULTS: dict[str, Any] = {
     IG_LANGUAGES: list(_DEFAULT_NEURONS.independent_languages),
     TARGET_LANGUAGES: None,  # None = a short default list for the current fact
     METHODS_CHOSEN: ["memla"],
+    ABILITY_FULL: False,
     LINKED_PRESETS: {},
     LINKED_NEURONS: {},
     PRESET_MODEL_TYPE: None,
@@ -134,11 +144,13 @@ def forget_results() -> None:
     st.session_state[NEURONS] = None
     st.session_state[EDITS] = {}
     st.session_state[FREE_TEXT] = None
+    st.session_state[ABILITY] = None
 
 
 def set_model(spec: ModelSpec) -> None:
     if st.session_state[MODEL_SPEC] != spec:
         forget_results()
+        set_stack(SessionStack())  # edits belong to one model
     st.session_state[MODEL_SPEC] = spec
 
 
@@ -183,6 +195,25 @@ def neurons_for(fact: Fact, source_language: str, config: NeuronConfig) -> Neuro
 
 def edits() -> dict[str, EditOutcome]:
     return st.session_state[EDITS]
+
+
+def stack() -> SessionStack:
+    return st.session_state[STACK]
+
+
+def set_stack(new: SessionStack) -> None:
+    """Replace the session's edit stack; its scores are redone, and an unstacked edit (computed on
+    top of the previous stack) is dropped."""
+    st.session_state[STACK] = new
+    st.session_state[STACK_SCORES] = None
+    st.session_state[EDITS] = {}
+    st.session_state[FREE_TEXT] = None
+    st.session_state[ABILITY] = None
+
+
+def edit_ids(*edits: Any) -> tuple[int, ...]:
+    """Identity of a set of this session's ``Edit`` objects (they live in the session: ids are stable)."""
+    return tuple(id(edit) for edit in edits)
 
 
 def reset_setting(name: str, value: Any) -> None:
