@@ -352,6 +352,9 @@ def _run_locked(
     out.parent.mkdir(parents=True, exist_ok=True)
 
     existing = store.empty_results() if config.overwrite else store.read_all(out)
+    if store.is_series(existing):
+        raise BenchConfigError(f"{out} holds a sequential or batch run (`memla bench --sequential` / --batch-size); "
+                               "choose another --out for single edits.")
     check_compatible(existing, methods, lm.key, config)
     ctx.wait()  # everyone has read the old files before the main process rewrites them
     if ctx.is_main:

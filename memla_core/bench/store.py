@@ -14,7 +14,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -46,8 +46,15 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "seed",
     "settings",
 )
+SERIES_COLUMNS: tuple[str, ...] = ("run", "step", "edits", "role", "ability_accuracy", "drift", "run_settings")
+"""Added after ``RESULT_COLUMNS`` in the results file of a sequential or batch run
+(``bench.series``, docs/batch_and_sequential.md); a single-edit run's file has none of them."""
+SERIES_RESULT_COLUMNS: tuple[str, ...] = (*RESULT_COLUMNS, *SERIES_COLUMNS)
+SERIES_KEY_COLUMNS: tuple[str, ...] = ("run", "method", "source_lang", "step", "role", "fact_id", "target_lang")
+"""One row of a sequential or batch run: ``step`` and ``role`` tell apart the rows of one fact."""
 STRING_COLUMNS: tuple[str, ...] = (
     *KEY_COLUMNS, "target_lang", "es_definition", "answer", "answer_before", "error", "health", "model", "settings",
+    "run", "role", "run_settings",
 )
 
 
@@ -59,14 +66,29 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def empty_results() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=str if c in STRING_COLUMNS else float) for c in RESULT_COLUMNS})
+def empty_results(columns: Sequence[str] = RESULT_COLUMNS) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=str if c in STRING_COLUMNS else float) for c in columns})
+
+
+def is_series(frame: pd.DataFrame) -> bool:
+    """Rows of a sequential or batch run (``bench.series``), not of single edits."""
+    return "run" in frame.columns and bool((frame["run"] != "").any())
+
+
+def columns_of(rows: Iterable[Mapping[str, object]] | pd.DataFrame) -> tuple[str, ...]:
+    """The columns a file of these rows has: ``SERIES_RESULT_COLUMNS`` when they carry a ``run``."""
+    if isinstance(rows, pd.DataFrame):  # a series file's frame keeps its columns even with no row left
+        return SERIES_RESULT_COLUMNS if "run" in rows.columns else RESULT_COLUMNS
+    return SERIES_RESULT_COLUMNS if any(row.get("run") for row in rows) else RESULT_COLUMNS
 
 
 def rows_frame(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
-    frame = pd.DataFrame(list(rows), columns=list(RESULT_COLUMNS))
+    rows = list(rows)
+    columns = columns_of(rows)
+    frame = pd.DataFrame(rows, columns=list(columns))
     for column in STRING_COLUMNS:
-        frame[column] = frame[column].map(one_line)
+        if column in frame:
+            frame[column] = frame[column].map(one_line)
     return frame
 
 
@@ -121,12 +143,14 @@ def _parse_complete(text: str, name: str, fix: str) -> pd.DataFrame:
         raise ValueError(
             f"{name} is not a memla bench results file (no column {', '.join(missing)}); {fix}."
         )
-    for column in RESULT_COLUMNS:
+    columns = SERIES_RESULT_COLUMNS if "run" in frame.columns else RESULT_COLUMNS
+    for column in columns:
         if column not in frame.columns:
             frame[column] = "" if column in STRING_COLUMNS else float("nan")
     for column in STRING_COLUMNS:
-        frame[column] = frame[column].fillna("")
-    return frame[list(RESULT_COLUMNS)]
+        if column in columns:
+            frame[column] = frame[column].fillna("")
+    return frame[list(columns)]
 
 
 def append_rows(path: Path, rows: Iterable[Mapping[str, object]]) -> None:
@@ -147,7 +171,7 @@ def write_results(path: Path, frame: pd.DataFrame) -> None:
     """Replace a results file atomically (a crash leaves the old or the new file, never half)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    out = frame.reindex(columns=list(RESULT_COLUMNS))
+    out = frame.reindex(columns=list(columns_of(frame)))
     out.to_csv(tmp, index=False, lineterminator="\n")
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
@@ -161,7 +185,8 @@ def read_all(out: Path) -> pd.DataFrame:
     if not frames:
         return empty_results()
     merged = pd.concat(frames, ignore_index=True)
-    return merged.drop_duplicates(subset=[*KEY_COLUMNS, "target_lang"], keep="first").reset_index(drop=True)
+    key = list(SERIES_KEY_COLUMNS) if is_series(merged) else [*KEY_COLUMNS, "target_lang"]
+    return merged.drop_duplicates(subset=key, keep="first").reset_index(drop=True)
 
 
 def incomplete_keys(frame: pd.DataFrame, expected: Mapping[Key, frozenset[str]]) -> set[Key]:

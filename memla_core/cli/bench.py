@@ -16,6 +16,14 @@ import pandas as pd
 from ..bench import BenchConfig, ablation_methods, load_paper_tables, run_bench
 from ..bench.config import canonical_method, speed_overrides
 from ..bench.known import change_table
+from ..bench.series import ABILITY_ITEMS, ABILITY_SENTENCES, SeriesConfig, check_batchable, run_series
+from ..bench.series_summaries import (
+    curve_table,
+    curve_table_wide,
+    series_summary,
+    series_summary_paths,
+    series_summary_wide,
+)
 from ..bench.summaries import (
     ablation_table,
     ablation_table_wide,
@@ -43,7 +51,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         "every target language, and print the paper-shaped summary. Resumes from --out.",
     )
     add_bench_args(parser)
+    add_series_args(parser)
     parser.set_defaults(run=run)
+
+
+def add_series_args(parser: argparse.ArgumentParser) -> None:
+    """Many edits at once or in a row (docs/batch_and_sequential.md); without them, single edits."""
+    many = parser.add_argument_group("many edits (instead of one edit at a time)")
+    many.add_argument("--batch-size", type=int, metavar="K",
+                      help="edit the facts in batches of K at once (methods that batch: "
+                      + ", ".join(s.title for s in METHODS.values() if s.batchable) + ")")
+    many.add_argument("--sequential", type=int, metavar="N",
+                      help="push the first N facts' edits one after another without reverting (every method)")
+    many.add_argument("--eval-every", type=int, default=1, metavar="E",
+                      help="with --sequential: score every E edits and after the last (default 1)")
+    many.add_argument("--ability-items", default=str(ABILITY_ITEMS),
+                      help=f"probe items per task and language of each model state, or 'all' (default {ABILITY_ITEMS})")
+    many.add_argument("--ability-sentences", default=str(ABILITY_SENTENCES),
+                      help=f"drift sentences per language, or 'all' (default {ABILITY_SENTENCES})")
+
+
+def series_config(args: argparse.Namespace) -> SeriesConfig | None:
+    """The sequential or batch run the arguments ask for (None: single edits)."""
+    if args.batch_size is not None and args.sequential is not None:
+        raise ValueError("--batch-size and --sequential are two kinds of run; give one of them.")
+    if args.batch_size is None and args.sequential is None:
+        return None
+    counts = {name: None if value.strip().lower() == "all" else int(value)
+              for name, value in (("ability_items", args.ability_items), ("ability_sentences", args.ability_sentences))}
+    if args.sequential is not None:
+        return SeriesConfig("sequential", args.sequential, args.eval_every, **counts)
+    return SeriesConfig("batch", args.batch_size, **counts)
 
 
 def add_bench_args(parser: argparse.ArgumentParser, methods_default: str = "memla") -> None:
@@ -153,11 +191,11 @@ def bench_config(args: argparse.Namespace, methods: tuple[str, ...] | None = Non
     )
 
 
-def _fact_bar():
+def _fact_bar(unit: str = "facts"):
     from tqdm.auto import tqdm
 
     # Under accelerate launch only the main process draws (it reports its own shard).
-    bar = tqdm(desc="facts", unit="fact", file=sys.stderr, disable=os.environ.get("RANK", "0") != "0")
+    bar = tqdm(desc=unit, unit=unit.rstrip("s"), file=sys.stderr, disable=os.environ.get("RANK", "0") != "0")
 
     def progress(done: int, total: int, label: str) -> None:
         bar.total = total
@@ -171,6 +209,9 @@ def _fact_bar():
 def run(args: argparse.Namespace) -> int:
     config = bench_config(args)
     check_results_path(config.out)
+    series = series_config(args)
+    if series is not None:
+        return run_many(config, series, args)
     dataset = load_dataset_arg(config.dataset, args.strict)
     bar, progress = _fact_bar()
     try:
@@ -189,6 +230,46 @@ def run(args: argparse.Namespace) -> int:
         print(f"memla: warning: {degenerate} edit(s) are degenerate (column health): their scores are not to be trusted.",
               file=sys.stderr)
     return 0
+
+
+def run_many(config: BenchConfig, series: SeriesConfig, args: argparse.Namespace) -> int:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("--sequential and --batch-size run in one process; start them without accelerate launch.")
+    if series.kind == "batch":
+        check_batchable(config.methods)  # before the model loads
+    dataset = load_dataset_arg(config.dataset, args.strict)
+    bar, progress = _fact_bar("steps")
+    try:
+        outcome = run_series(config, series, dataset=dataset, progress=progress)
+    finally:
+        bar.close()
+    print_series_summary(outcome.results, config)
+    print(f"\n{outcome.computed} step(s) computed ({outcome.failed} failed edit(s)), {outcome.skipped} already in "
+          f"{config.out}.")
+    return 0
+
+
+def print_series_summary(results: pd.DataFrame, config: BenchConfig) -> None:
+    """The curves at the edit language and across languages, then the summary after the last edit."""
+    curve = curve_table(results)
+    summary = series_summary(curve)
+    with pd.option_context("display.width", 250, "display.max_columns", 40):
+        for source in dict.fromkeys(curve["source_lang"]):
+            for target, what in ((source, f"in {source}"), ("avg", f"averaged over the targets other than {source}")):
+                wide = curve_table_wide(curve[curve["source_lang"] == source], target)
+                if not wide.empty:
+                    print(f"\nCurves, edits written in {source}, scored {what} (docs/batch_and_sequential.md):")
+                    print(format_table(wide))
+            wide = series_summary_wide(summary, source)
+            if not wide.empty:
+                print(f"\nAfter the last edit, edits written in {source} (shape of paper Tables 3-4):")
+                print(format_table(wide))
+    paths = series_summary_paths(config.out)
+    curve.to_csv(paths["curve"], index=False, float_format="%.4g")
+    summary.to_csv(paths["summary"], index=False, float_format="%.4g")
+    print(f"\nrows: {config.out}")
+    for path in paths.values():
+        print(f"summary: {path}")
 
 
 def known_summary(results: pd.DataFrame) -> pd.DataFrame:
