@@ -19,7 +19,7 @@ from memla_core.bench.lock import holder as lock_holder
 from memla_core.bench.config import STEPS_ALIAS, canonical_method, resolve_method
 from memla_core.bench.mismatch import file_overrides, file_seed, setting_differences
 from memla_core.bench.plan import resume_plan
-from memla_core.bench.store import CUT_OFF_LINE, parse_results, read_all
+from memla_core.bench.store import CUT_OFF_LINE, is_series, parse_results, read_all
 from memla_core.bounds import check_results_name
 from memla_core.bench.summaries import (
     ablation_table,
@@ -51,6 +51,7 @@ from memla_core.views import (
 
 from . import state
 from .resources import get_model, is_loaded, paper
+from .series_panel import series_section
 from .sidebar import method_title
 from .sweep_panel import is_sweep, sweep_section
 from .widgets import PAGES, bound, error_message, table
@@ -407,6 +408,11 @@ def results_panel() -> None:
     results, name = picked
     if results.empty:
         st.info(f"{name} has no rows yet.")
+        return
+    if is_series(results):  # many edits at once or in a row: curves, not the paper's tables
+        series_section(results, Path(name).stem)
+        with st.expander("All rows"):
+            table(results, f"{Path(name).stem} rows", styled=display_table(readable_results(results)))
         return
     totals = run_totals(results)
     cols = st.columns(4)

@@ -254,3 +254,24 @@ def sweep_scatter(
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title)
     return _layout(fig, title, height=480)
+
+
+def edit_curves(
+    curve: pd.DataFrame, metric: str, title: str, y_title: str, x: str = "edits", x_title: str = "number of edits",
+) -> go.Figure:
+    """One line per method (and edit language, when several) of ``metric`` against ``x``: a
+    sequential or batch run's curve table (``bench.series_summaries.curve_table``) at one target.
+    Points without a value (retention before the second edit) are left out, not drawn at 0."""
+    fig = go.Figure()
+    several_sources = curve["source_lang"].nunique() > 1 if "source_lang" in curve else False
+    for key, rows in curve.groupby(["method", "source_lang"] if several_sources else ["method"], sort=False):
+        rows = rows.dropna(subset=[metric]).sort_values(x)
+        if rows.empty:
+            continue
+        name = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        fig.add_scatter(x=rows[x], y=rows[metric], mode="lines+markers", name=name,
+                        hovertemplate=f"{name}<br>{x_title}: %{{x}}<br>{y_title}: %{{y:.3g}}<extra></extra>")
+    fig.update_xaxes(title=x_title, rangemode="tozero")
+    fig.update_yaxes(title=y_title)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18))
+    return _layout(fig, title, height=380)
