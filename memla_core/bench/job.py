@@ -1,4 +1,5 @@
-"""A benchmark run on a background thread, for front ends that must stay responsive (the app).
+"""A benchmark run on a background thread (``jobs.BackgroundJob``), for front ends that must stay
+responsive (the app).
 
 The thread calls ``run_bench`` with a ``CancelToken``; the front end polls ``status()`` and
 ``results()``. Rows reach the results file group by group, so cancelling loses at most the group
@@ -8,16 +9,15 @@ but never two on one results file (their appends would interleave).
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pandas as pd
 
 from ..data import MKEBDataset
+from ..jobs import BackgroundJob, JobRegistry
 from ..models import LoadedModel
 from ..paths import cache_dir
 from ..session import Cancelled, CancelToken
@@ -26,8 +26,6 @@ from .config import BenchConfig, BenchConfigError
 from .distributed import SINGLE_PROCESS
 from .runner import BenchOutcome, run_bench
 from .store import Key
-
-log = logging.getLogger(__name__)
 
 JobState = Literal["pending", "running", "done", "cancelled", "failed"]
 
@@ -75,75 +73,50 @@ class JobStatus:
         return (self.finished or time.time()) - self.started
 
 
-_ACTIVE: dict[Path, "BenchJob"] = {}
-_ACTIVE_LOCK = threading.Lock()
-
-
 def find_job(out: Path) -> "BenchJob | None":
     """The job of this process that writes (or last wrote) ``out``, if any: how a front end finds a
     run again after losing its handle (a browser reload starts a new app session)."""
-    with _ACTIVE_LOCK:
-        return _ACTIVE.get(Path(out).resolve())
+    return BenchJob.registry.find(out)
 
 
 def running_jobs() -> list["BenchJob"]:
     """This process's jobs that are still computing, oldest first."""
-    with _ACTIVE_LOCK:
-        jobs = list(_ACTIVE.values())
+    jobs = BenchJob.registry.jobs()
     return sorted((job for job in jobs if job.status().active), key=lambda job: job.status().started or 0.0)
 
 
-class BenchJob:
+class BenchJob(BackgroundJob[JobStatus]):
     """``run_bench(config)`` on a daemon thread, always as a single process."""
 
+    registry: ClassVar[JobRegistry["BenchJob"]] = JobRegistry()
+
     def __init__(self, config: BenchConfig, lm: LoadedModel, dataset: MKEBDataset | None = None):
+        super().__init__(JobStatus("pending"), thread_name=f"memla-bench:{config.out.name}")
         self.config = config
         self.lm = lm
         self.dataset = dataset
         self.token = CancelToken()
         self.outcome: BenchOutcome | None = None
-        self.error: BaseException | None = None
-        self._status = JobStatus("pending")
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=f"memla-bench:{config.out.name}", daemon=True)
+        self.what = f"Benchmark run {config.out}"
 
     @property
     def path(self) -> Path:
         return self.config.out.resolve()
 
-    def start(self) -> "BenchJob":
-        with _ACTIVE_LOCK:
-            other = _ACTIVE.get(self.path)
-            if other is not None and other.status().active:
-                raise BenchConfigError(
-                    f"A benchmark is already writing {self.config.out}; wait for it, stop it, or choose another results file."
-                )
-            _ACTIVE[self.path] = self
-        self._update(state="running", started=time.time())
-        self._thread.start()
-        return self
+    def busy(self) -> Exception:
+        return BenchConfigError(
+            f"A benchmark is already writing {self.config.out}; wait for it, stop it, or choose another results file."
+        )
 
     def cancel(self) -> None:
         """Ask the run to stop; it does within one optimisation step (see ``status``)."""
         self.token.cancel()
-
-    def wait(self, timeout: float | None = None) -> JobStatus:
-        self._thread.join(timeout)
-        return self.status()
-
-    def status(self) -> JobStatus:
-        with self._lock:
-            return self._status
 
     def results(self) -> pd.DataFrame:
         """Every row in the results file so far (earlier runs' included)."""
         return store.read_all(self.config.out)
 
     # ------------------------------------------------------------------ thread side
-
-    def _update(self, **changes) -> None:
-        with self._lock:
-            self._status = replace(self._status, **changes)
 
     def _progress(self, done: int, total: int, label: str) -> None:
         self._update(facts_done=done, facts_total=total, current=label)
@@ -157,16 +130,13 @@ class BenchJob:
                 groups_failed=self._status.groups_failed + failed,
             )
 
-    def _run(self) -> None:
+    def work(self) -> JobState:
         try:
             self.outcome = run_bench(
                 self.config, lm=self.lm, dataset=self.dataset, progress=self._progress,
                 after_group=self._group_done, context=SINGLE_PROCESS, cancel=self.token,
             )
-            state: JobState = "done"
         except Cancelled as err:
-            self.error, state = err, "cancelled"
-        except Exception as err:  # noqa: BLE001 - kept for the front end to show
-            log.exception("Benchmark run %s failed", self.config.out)
-            self.error, state = err, "failed"
-        self._update(state=state, finished=time.time())
+            self.error = err
+            return "cancelled"
+        return "done"

@@ -17,11 +17,12 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import ClassVar, Literal, Sequence
 
 import torch
 
 from ..data.schema import Fact
+from ..jobs import BackgroundJob, JobRegistry
 from ..models import LoadedModel
 from .hparams import resolve
 from .mend import HYPERNETWORK_FILE, TRAINING_FILE, MendConfig, checkpoint_dir
@@ -157,19 +158,16 @@ class _StopRequested(KeyboardInterrupt):
     KeyboardInterrupt and re-raises it, which is exactly what a Stop button needs."""
 
 
-_ACTIVE: dict[Path, "MendTrainingJob"] = {}
-_ACTIVE_LOCK = threading.Lock()
-
-
 def find_training(folder: Path) -> "MendTrainingJob | None":
     """This process's training job (running or finished) that writes ``folder``, if any."""
-    with _ACTIVE_LOCK:
-        return _ACTIVE.get(Path(folder).resolve())
+    return MendTrainingJob.registry.find(folder)
 
 
-class MendTrainingJob:
-    """``train_mend`` on a daemon thread. ``cancel`` stops it after the step in progress, with
-    the training state saved: a job with the same settings resumes from there."""
+class MendTrainingJob(BackgroundJob[TrainingStatus]):
+    """``train_mend`` on a daemon thread (``jobs.BackgroundJob``). ``cancel`` stops it after the
+    step in progress, with the training state saved: a job with the same settings resumes from there."""
+
+    registry: ClassVar[JobRegistry["MendTrainingJob"]] = JobRegistry()
 
     def __init__(
         self,
@@ -180,6 +178,7 @@ class MendTrainingJob:
         sources: Sequence[str] = (),
         restart: bool = False,
     ):
+        super().__init__(TrainingStatus("running", total=config.steps), thread_name=f"memla-mend:{lm.key}")
         self.lm = lm
         self.facts = list(facts)
         self.config = config
@@ -188,21 +187,15 @@ class MendTrainingJob:
         self.restart = restart
         self.folder = checkpoint_dir(lm, resolve(config.mend, "mend", lm)).resolve()
         self.result: MendTrainingResult | None = None
-        self.error: BaseException | None = None
+        self.what = f"MEND training of {lm.key}"
         self._stop = threading.Event()
-        self._status = TrainingStatus("running", total=config.steps)
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=f"memla-mend:{lm.key}", daemon=True)
 
-    def start(self) -> "MendTrainingJob":
-        with _ACTIVE_LOCK:
-            other = _ACTIVE.get(self.folder)
-            if other is not None and other.status().active:
-                raise ValueError(f"MEND is already being trained into {self.folder}; wait for it or stop it.")
-            _ACTIVE[self.folder] = self
-        self._update(started=time.time())
-        self._thread.start()
-        return self
+    @property
+    def path(self) -> Path:
+        return self.folder
+
+    def busy(self) -> Exception:
+        return ValueError(f"MEND is already being trained into {self.folder}; wait for it or stop it.")
 
     def cancel(self) -> None:
         """Stop after the step in progress (the locality texts, generated first, are not interrupted)."""
@@ -212,19 +205,7 @@ class MendTrainingJob:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def wait(self, timeout: float | None = None) -> TrainingStatus:
-        self._thread.join(timeout)
-        return self.status()
-
-    def status(self) -> TrainingStatus:
-        with self._lock:
-            return self._status
-
     # ------------------------------------------------------------------ thread side
-
-    def _update(self, **changes) -> None:
-        with self._lock:
-            self._status = replace(self._status, **changes)
 
     def _progress(self, step: int, total: int, record: dict) -> None:
         now = time.time()
@@ -235,17 +216,12 @@ class MendTrainingJob:
         if self._stop.is_set() and step < total:  # at the last step the final save is better than a stop
             raise _StopRequested
 
-    def _run(self) -> None:
-        state: TrainingState
+    def work(self) -> TrainingState:
         try:
             self.result = train_mend(
                 self.lm, self.facts, self.config, languages=self.languages, sources=self.sources,
                 progress=self._progress, restart=self.restart,
             )
-            state = "done" if self.result.finished else "stopped"
         except _StopRequested:
-            state = "stopped"
-        except Exception as err:  # noqa: BLE001 - kept for the front end to show
-            log.exception("MEND training of %s failed", self.lm.key)
-            self.error, state = err, "failed"
-        self._update(state=state, finished=time.time())
+            return "stopped"
+        return "done" if self.result.finished else "stopped"
