@@ -40,3 +40,42 @@ def test_memla_edit_end_to_end(real_lm, bundled):
     assert len(after.summary) == 12
     assert edited_names and edited_names <= set(snapshot)
     assert all(torch.equal(p, snapshot[n]) for n, p in real_lm.model.named_parameters() if n in snapshot)
+
+
+def test_shipped_attributions_cover_the_bundled_facts_and_match_a_fresh_computation(real_lm, bundled, tmp_path):
+    """The default model's shipped attributions (memla_core/neuron_bundle.py): a bundled fact's
+    English neuron search is shipped whole or not at all (assets/DATASHEET.md says how many),
+    and integrated gradients computed now agree with the shipped scores on a sample."""
+    import random
+
+    import numpy as np
+
+    from memla_core.neurons import NeuronCache, NeuronConfig, attribute_prompt_all, language_prompts
+
+    config = NeuronConfig()
+    cache = NeuronCache(real_lm, root=tmp_path)
+    assert cache.bundle is not None, "assets/neurons/ has no bundle for the default model"
+    per_fact = {
+        fact.example_id: [
+            (lang, prompt, fact.in_language(lang).edit.target_true)
+            for lang in dict.fromkeys(("en", *config.independent_languages))
+            for prompt in language_prompts(fact, lang, config)
+        ]
+        for fact in bundled
+    }
+    present = {fid: [NeuronCache.key(*job, config) in cache.bundle for job in jobs] for fid, jobs in per_fact.items()}
+    covered = [fid for fid, found in present.items() if all(found)]
+    partial = [fid for fid, found in present.items() if any(found) and not all(found)]
+    # a fact is shipped whole (its English neuron search needs no IG) or not at all
+    assert not partial, f"facts shipped in part: {partial}"
+    assert "geo-capital-france" in covered
+    assert len(cache.bundle) == len({NeuronCache.key(*job, config) for f in covered for job in per_fact[f]})
+    jobs = [job for fid in covered for job in per_fact[fid]]
+    for lang, prompt, answer in random.Random(0).sample(jobs, 2):
+        fresh = attribute_prompt_all(real_lm, prompt, answer, lang, config)["difference"]
+        shipped = cache.bundle.get(NeuronCache.key(lang, prompt, answer, config))
+        ratio, shipped_ratio = fresh / fresh.max(), shipped / shipped.max()
+        kept = ratio > 0.05
+        np.testing.assert_allclose(shipped_ratio[kept], ratio[kept], atol=2e-3)
+        near = np.abs(ratio - 0.3) < 2e-3
+        assert ((ratio > 0.3) == (shipped_ratio > 0.3))[~near].all()
