@@ -1,11 +1,13 @@
 """The app in headless Chromium against the real default model (Gemma 3 270M): a deep link to a
 page of a fresh server; the main flow (pick a fact, find its neurons, apply a MEMLA edit) with
 reloads on the way that must bring back the fact, the settings and, from the disk cache, the
-neurons. Full-page screenshots of every step go to ``test-artifacts/``.
+neurons; a benchmark found again after a reload and stopped from there. Full-page screenshots of
+every step go to ``test-artifacts/``.
 
 One server for the module (the model loads once); the deep-link test runs first, on the fresh
 server. Uses the ``MEMLA_CACHE`` the test run was started with (where the converted default model
-lives), not the per-test cache the autouse fixture sets up.
+lives), not the per-test cache the autouse fixture sets up; the benchmark's results file gets a
+name of its own there and is removed afterwards.
 """
 
 from __future__ import annotations
@@ -251,3 +253,49 @@ def _multiselect_only(page, label: str, *options: str) -> None:
         page.get_by_role("option", name=option).first.click()
     box.press("Escape")
     expect(_chosen(page, label)).to_have_text(list(options))
+
+
+def test_benchmark_found_again_after_a_reload_and_stopped(app_url, monkeypatch):
+    """A small benchmark (FT-L, English only) keeps running through a reload: the page finds it
+    again by its results file (the URL's bench=), shows its progress and stops it."""
+    from playwright.sync_api import expect
+
+    from memla_core.bench import results_dir
+
+    name = f"browser-test-{os.getpid()}-{int(time.time())}"
+    try:
+        with _browser_page() as page:
+            page.goto(f"{app_url}/run-benchmark")
+            _wait_idle(page)
+            expect(page.get_by_role("button", name="Start the benchmark")).to_be_visible(timeout=LONG)
+            _multiselect_only(page, "Methods", "FT-L")
+            _multiselect_only(page, "Evaluated in (target languages)", "English (en)")
+            # More facts than the run gets through before Stop: it must still be running after the reload.
+            page.get_by_role("spinbutton", name="Number of facts (the first N)").fill("20")
+            page.get_by_role("spinbutton", name="Edit steps").fill("3")
+            page.get_by_role("textbox", name="Results file").fill(name)
+            _screenshot(page, "bench-form")
+            page.get_by_role("button", name="Start the benchmark").click()
+            expect(page.get_by_role("button", name="Stop the benchmark")).to_be_visible(timeout=LONG)
+            expect(page.get_by_text(re.compile("^Running: "))).to_be_visible()
+            assert f"bench={name}" in page.url
+            _screenshot(page, "bench-running")
+
+            page.reload()
+            expect(page.get_by_role("button", name="Stop the benchmark")).to_be_visible(timeout=LONG)
+            expect(page.get_by_text(re.compile("^Running: "))).to_be_visible()
+            expect(page.get_by_text(re.compile(rf"\d+/20 facts, .*{name}\.csv"))).to_be_visible()
+            _screenshot(page, "bench-reattached")
+            page.get_by_role("button", name="Stop the benchmark").click()
+            expect(page.get_by_text("The last run was stopped")).to_be_visible(timeout=LONG)
+            expect(page.get_by_role("button", name="Stop the benchmark")).to_have_count(0)
+            # The form is back with the run's values, ready to resume it.
+            expect(page.get_by_role("textbox", name="Results file")).to_have_value(name)
+            _screenshot(page, "bench-stopped")
+    finally:  # only this test's own files (its results file, parts, lock), where the server wrote them
+        if USER_CACHE:
+            monkeypatch.setenv("MEMLA_CACHE", USER_CACHE)
+        else:
+            monkeypatch.delenv("MEMLA_CACHE", raising=False)
+        for path in results_dir().glob(f"{name}*"):
+            path.unlink()
