@@ -214,6 +214,18 @@ def test_main_flow_survives_reloads(app_url):
         assert all(row["answer after"] for row in rows)
         assert float(rows[0]["P(new) after"]) > float(rows[0]["P(new) before"])
 
+        # The edit goes onto the session's edit stack (issue 14): the table of which stacked edits
+        # still hold lists it, scored on the stacked model; revert all empties the stack again.
+        page.get_by_role("button", name="Add to stack").click()
+        _wait_idle(page)
+        expect(page.get_by_role("heading", name="Which stacked edits still hold")).to_be_visible(timeout=LONG)
+        expect(page.get_by_role("button", name="Revert all stacked edits")).to_be_visible()
+        expect(page.get_by_text(re.compile(r"Edit stack: 1 edit"))).to_be_visible()
+        _screenshot(page, "edit-stack")
+        page.get_by_role("button", name="Revert all stacked edits").click()
+        _wait_idle(page)
+        expect(page.get_by_role("button", name="Revert all stacked edits")).to_have_count(0, timeout=LONG)
+
         # Reload on the Edit page: the fact, the method and the IG steps are back; the edit is not.
         page.reload()
         _wait_idle(page)
