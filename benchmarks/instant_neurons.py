@@ -27,7 +27,7 @@ from memla_core.session import check_edit_health, compute_edit, compute_neurons,
 
 def demo_path(lm, fact, shipped: bool) -> dict[str, float]:
     """Seconds per step of one pick-fact-to-results run, on an empty disk cache."""
-    real_load = neurons.load_bundle
+    real_load, real_cache_dir = neurons.load_bundle, neurons.cache_dir
     with tempfile.TemporaryDirectory() as empty:
         neurons.cache_dir = lambda: Path(empty)  # an empty on-disk neuron cache for this run
         neurons.load_bundle = real_load if shipped else (lambda key: None)
@@ -51,7 +51,7 @@ def demo_path(lm, fact, shipped: bool) -> dict[str, float]:
             assert len(before.summary) == len(after.summary) == len(langs)
             return times
         finally:
-            neurons.load_bundle = real_load
+            neurons.load_bundle, neurons.cache_dir = real_load, real_cache_dir
 
 
 def main() -> None:

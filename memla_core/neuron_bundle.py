@@ -96,12 +96,14 @@ def compact(scores: np.ndarray, floor: float = FLOOR) -> tuple[np.ndarray, np.nd
 def write_bundle(entries: Iterable[tuple[str, np.ndarray]], path: Path, floor: float = FLOOR) -> int:
     """Write (key, scores) pairs as one compressed bundle; returns the number of prompts."""
     keys: list[str] = []
+    seen: set[str] = set()
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     maxima: list[float] = []
     shape: tuple[int, ...] | None = None
     for key, scores in entries:
-        if key in keys:
+        if key in seen:  # a prompt shared by two facts is stored once
             continue
+        seen.add(key)
         if shape is not None and scores.shape != shape:
             raise ValueError(f"Scores of {key} have shape {scores.shape}, the bundle's are {shape}.")
         shape = scores.shape

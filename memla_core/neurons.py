@@ -413,6 +413,15 @@ class NeuronCache:
                 return None
             return PromptAttribution(language, prompt, answer, data[name])
 
+    def has(self, language: str, prompt: str, answer: str, config: NeuronConfig) -> bool:
+        """Whether ``get`` would find the prompt, without reading its scores."""
+        path = self._path(language, prompt, answer, config)
+        if path.exists():
+            with np.load(path) as data:  # lazy: reads the archive's file list only
+                return self.ARRAYS[config.ig_multiplier] in data.files
+        return (self.bundle is not None and config.ig_multiplier == "difference"
+                and self.key(language, prompt, answer, config) in self.bundle)
+
     def _shipped(self, language: str, prompt: str, answer: str, config: NeuronConfig) -> PromptAttribution | None:
         if self.bundle is None or config.ig_multiplier != "difference":  # bundles ship that one only
             return None
@@ -492,6 +501,6 @@ def cached_neurons(
     independent = [code for code in config.independent_languages if code in fact.languages]
     for lang in dict.fromkeys([source_language, *independent]):
         answer = _answer_for_attribution(lm, fact, lang)
-        if any(store.get(lang, prompt, answer, config) is None for prompt in language_prompts(fact, lang, config)):
+        if not all(store.has(lang, prompt, answer, config) for prompt in language_prompts(fact, lang, config)):
             return None
     return find_neurons(lm, fact, source_language, config, cache=store)
