@@ -14,8 +14,9 @@ anyway. Only the IG definition's multiplier (``difference``) under the default s
 (20 steps, eos baseline, down-projection input) is shipped; any other setting computes as before.
 
 Rebuild (after a change to the IG code, the bundled facts or the default model):
-``python -m memla_core.neuron_bundle`` (resumable: it fills the ordinary cache first;
-``--cached-only`` packs the facts already computed, with no IG).
+``python -m memla_core.neuron_bundle --fresh`` (resumable: it fills the ordinary cache first;
+``--cached-only`` packs the facts already computed, with no IG). Without ``--fresh`` it keeps
+the shipped prompts and computes only facts the bundle lacks.
 """
 
 from __future__ import annotations
@@ -149,11 +150,15 @@ def main() -> None:  # pragma: no cover - maintainer's command, run by hand (abo
     parser.add_argument("--source", default="en", help="edit language whose neuron search is shipped (default en)")
     parser.add_argument("--out", type=Path, help="bundle file (default assets/neurons/<model key>.npz)")
     parser.add_argument("--cached-only", action="store_true",
-                        help="pack only the facts whose prompts are all in the disk cache already (no IG)")
+                        help="pack only the facts whose prompts are all in the disk cache or the bundle already (no IG)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="ignore the shipped bundle: recompute every prompt not in the disk cache")
     args = parser.parse_args()
     lm = load_model()
     config = NeuronConfig()
-    cache = NeuronCache(lm, bundle=False)
+    # Prompts already shipped are read back from the bundle (compacting them again keeps them as
+    # they are), so a rebuild that adds facts computes only the new ones.
+    cache = NeuronCache(lm, bundle=False if args.fresh else None)
     entries, facts = [], load_bundled()
     for fact in facts:
         if args.cached_only:
