@@ -33,7 +33,7 @@ from memla_core.views import (
 
 from . import state
 from .knowledge_panel import fact_knowledge
-from .resources import before_report
+from .resources import before_report, unedited_health_reference
 from .sidebar import method_title
 from .widgets import finish, long_task, table
 
@@ -82,7 +82,8 @@ def run_edits(lm: LoadedModel, fact: Fact, source: str, targets: list[str], conf
                                 pool=state.dataset().facts, under=under)
             after = evaluate_fact(lm, fact, targets, edit, source, task.counter(f"Scoring the {title} edit"), task.cancel,
                                   under=under)
-            health = check_edit_health(lm, fact, edit, targets, under)
+            reference = None if under else unedited_health_reference(lm, fact, targets)
+            health = check_edit_health(lm, fact, edit, targets, under, reference)
             outcomes[method] = EditOutcome(edit, before, after, health)
     if task.ok:
         st.session_state[state.EDITS] = outcomes

@@ -1,7 +1,7 @@
 """Process-wide resources: the shared model and cached, serialisable results.
 
 The model is loaded once per (model, dtype, device) and shared by every session. Only unedited
-results are cached here (``before_report``, ``unedited_ability``); an edited model or an edit
+results are cached here (``before_report``, ``unedited_health_reference``, ``unedited_ability``); an edited model or an edit
 never is.
 """
 
@@ -31,7 +31,8 @@ from memla_core.data import MKEBDataset, fact_to_record, load_mkeb
 from memla_core.data.schema import Fact
 from memla_core.evaluation import EvalReport
 from memla_core.models import LoadedModel, ModelSpec, Progress, load_model
-from memla_core.session import edited, evaluate_fact, merge_reports
+from memla_core.health import HealthReference
+from memla_core.session import edited, evaluate_fact, health_reference
 from memla_core.views import paper_table
 
 UPLOAD_FORMATS = {
@@ -92,22 +93,47 @@ def read_uploaded_dataset(fmt: str, filename: str, content: bytes) -> MKEBDatase
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _before_one_language(
-    model_key: str, device: str, fact_json: str, language: str, source_language: str, _lm: LoadedModel, _fact: Fact
+def _before(
+    model_key: str, device: str, fact_json: str, languages: tuple[str, ...], source_language: str,
+    _lm: LoadedModel, _fact: Fact,
 ) -> EvalReport:
     # Keyed by model, device and the fact's full content (not just its id: uploads may reuse ids).
-    return evaluate_fact(_lm, _fact, [language], source_language=source_language)
+    return evaluate_fact(_lm, _fact, list(languages), source_language=source_language)
+
+
+def _fact_json(fact: Fact) -> str:
+    return json.dumps(fact_to_record(fact), ensure_ascii=False, sort_keys=True)
 
 
 def before_report(lm: LoadedModel, fact: Fact, languages: list[str], source_language: str, progress=None) -> EvalReport:
-    """Scores of the unedited model, cached per language across sessions."""
-    fact_json = json.dumps(fact_to_record(fact), ensure_ascii=False, sort_keys=True)
-    reports = []
-    for done, lang in enumerate(languages):
-        if progress:
-            progress(done, len(languages), lang)
-        reports.append(_before_one_language(lm.key, str(lm.device), fact_json, lang, source_language, lm, fact))
-    return merge_reports(reports)
+    """Scores of the unedited model, cached per (fact, languages) across sessions. Progress is
+    reported around the cached call: page elements drawn inside it could not be replayed."""
+    if progress:
+        progress(0, len(languages), ", ".join(languages))
+    report = _before(lm.key, str(lm.device), _fact_json(fact), tuple(languages), source_language, lm, fact)
+    if progress:
+        progress(len(languages), len(languages), "done")
+    return report
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _ordinary_reference(model_key: str, device: str, _lm: LoadedModel) -> HealthReference:
+    # The ordinary sentences' full distributions (~100 MB on a 262k vocabulary): once per model.
+    return health_reference(_lm, None, [])
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _fact_reference(
+    model_key: str, device: str, fact_json: str, languages: tuple[str, ...], _lm: LoadedModel, _fact: Fact
+) -> HealthReference:
+    base = _ordinary_reference(model_key, device, _lm)
+    return health_reference(_lm, _fact, list(languages), base=base)
+
+
+def unedited_health_reference(lm: LoadedModel, fact: Fact, languages: list[str]) -> HealthReference:
+    """The health check's reference on the unedited model, cached across sessions (an edit's
+    check then costs only the edited model's pass)."""
+    return _fact_reference(lm.key, str(lm.device), _fact_json(fact), tuple(languages), lm, fact)
 
 
 def ability_config(full: bool) -> AbilityConfig:

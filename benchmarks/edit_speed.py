@@ -7,6 +7,14 @@ baseline is the same evaluation done one query at a time (one forward pass per p
     python benchmarks/edit_speed.py [--facts 3] [--model gemma3-270m]
     python benchmarks/edit_speed.py --per-edit   # what a benchmark/sweep pays per edit after the edit
 
+``--after-edit`` compares what the Edit page pays after a MEMLA edit (12-language evaluation +
+health check) and the 12-language evaluation alone, round 5's code path against today's,
+interleaved: round 5 scored one language at a time, ran the new and the true answer after the
+same prompt as two sequences, and pushed each health probe text through the model on its own,
+capturing the unedited reference again for every edit; today languages go four to a pass, a
+token prefix runs once, the probe texts are batched, and the ordinary sentences' reference is
+captured once per model.
+
 ``--per-edit`` compares the work after each edit (12-language evaluation + health check) as the
 runner did it at the start of round 3 (teacher-forced rows batched in prompt order, the health
 reference captured again for every edit, the LM head fed generate's strided slice) with today's
@@ -18,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import time
+
+import torch
 
 from memla_core.data import load_bundled
 from memla_core.editing import EditRequest, MemlaConfig, MemlaEditor
@@ -117,17 +127,85 @@ def compare_per_edit(lm, facts, configs_per_fact: int = 4) -> None:
           f"(ratio {totals['before'] / totals['after']:.2f}×)")
 
 
+def unshared_logprobs(lm, items, batch_size: int = 32, grad: bool = False):
+    """``answer_logprobs`` as round 5 had it: every item its own row, batched by length."""
+    order = sorted(range(len(items)), key=lambda i: len(items[i].prompt_ids) + len(items[i].answer_ids))
+    results = {}
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            results.update(zip(batch, scoring._answer_logprobs_batch(lm, [items[i] for i in batch], grad)))
+    return [results[i] for i in range(len(items))]
+
+
+def compare_after_edit(lm, facts, repeats: int = 2) -> None:
+    """Round 5's after-edit path against today's, per MEMLA edit, interleaved (see the docstring)."""
+    import memla_core.evaluation as evaluation
+    import memla_core.health as health
+    from memla_core import session
+
+    shared_logprobs, batched_probes = evaluation.answer_logprobs, health._probes
+
+    def one_text_probes(lm_, texts, context, full):
+        return [p for text in texts for p in batched_probes(lm_, [text], context, full)]
+
+    def round5(fact, edit, langs):
+        evaluation.answer_logprobs, health._probes = unshared_logprobs, one_text_probes
+        try:
+            t0 = time.perf_counter()
+            for lang in langs:  # round 5's evaluate_fact: one language per pass
+                with session.edited(lm, edit):
+                    evaluate(lm, fact, [lang], edit=edit, source_language="en")
+            t1 = time.perf_counter()
+            session.check_edit_health(lm, fact, edit, langs)
+            return t1 - t0, time.perf_counter() - t0
+        finally:
+            evaluation.answer_logprobs, health._probes = shared_logprobs, batched_probes
+
+    base = session.health_reference(lm, None, [])  # the app captures it once per model
+
+    def today(fact, edit, langs):
+        t0 = time.perf_counter()
+        session.evaluate_fact(lm, fact, langs, edit, "en")
+        t1 = time.perf_counter()
+        reference = session.health_reference(lm, fact, langs, base=base)
+        session.check_edit_health(lm, fact, edit, langs, reference=reference)
+        return t1 - t0, time.perf_counter() - t0
+
+    totals = {"round 5": [0.0, 0.0], "today": [0.0, 0.0]}
+    for _ in range(repeats):
+        for fact in facts:
+            langs = list(fact.language_codes)
+            edit = MemlaEditor(MemlaConfig(), neurons=find_neurons(lm, fact, "en")).compute(lm, EditRequest(fact, "en"))
+            for name, path in (("round 5", round5), ("today", today)):
+                evaluation_s, total_s = path(fact, edit, langs)
+                totals[name][0] += evaluation_s
+                totals[name][1] += total_s
+                print(f"{fact.example_id:28s} {name:8s} evaluation {evaluation_s:5.1f} s, with health check {total_s:5.1f} s",
+                      flush=True)
+    n = repeats * len(facts)
+    (old_eval, old_total), (new_eval, new_total) = totals["round 5"], totals["today"]
+    print(f"per MEMLA edit, 12 languages ({torch.get_num_threads()} threads): evaluation {old_eval / n:.1f} s → "
+          f"{new_eval / n:.1f} s ({old_eval / new_eval:.2f}×); evaluation + health check {old_total / n:.1f} s → "
+          f"{new_total / n:.1f} s ({old_total / new_total:.2f}×)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gemma3-270m")
     parser.add_argument("--facts", type=int, default=3)
     parser.add_argument("--decode", action="store_true",
                         help="only compare decoding grouped by answer length with the former chunked decoding")
+    parser.add_argument("--after-edit", action="store_true",
+                        help="only compare the Edit page's evaluation + health check per MEMLA edit with round 5's")
     parser.add_argument("--per-edit", action="store_true",
                         help="only compare the evaluation + health check per edit with the round-3 start's")
     args = parser.parse_args()
     lm = load_model(args.model)
     facts = load_bundled().facts[: args.facts]
+    if args.after_edit:
+        compare_after_edit(lm, facts)
+        return
     if args.per_edit:
         compare_per_edit(lm, facts)
         return

@@ -118,8 +118,8 @@ def is_degenerate(label: str) -> bool:
 @dataclass(frozen=True)
 class _Probe:
     text: str
-    logprobs: torch.Tensor  # positions × vocabulary, unedited model
-    targets: torch.Tensor  # the text's own next tokens at all positions but the last
+    logprobs: torch.Tensor | None  # positions × vocabulary (kept only where the drift needs them)
+    token_logprobs: torch.Tensor  # log P of the text's own next token at all positions but the last
 
 
 @dataclass(frozen=True)
@@ -130,15 +130,17 @@ class HealthReference:
     edit_prompts: dict[str, _Probe]
 
 
-def capture_reference(lm: LoadedModel, fact: Fact, languages: Sequence[str]) -> HealthReference:
-    """Run the probe texts through the model as it is now (call it on the unedited model)."""
+def capture_reference(
+    lm: LoadedModel, fact: Fact | None, languages: Sequence[str], base: HealthReference | None = None
+) -> HealthReference:
+    """Run the probe texts through the model as it is now (call it on the unedited model).
+    ``base``: a reference captured on the same weights; its ordinary sentences, the same for
+    every fact and the costly part, are reused. ``fact=None`` captures the ordinary ones alone."""
+    langs = [lang for lang in dict.fromkeys(languages) if fact is not None and lang in fact.languages]
     with lm.lock:
-        ordinary = tuple(_probe(lm, text, "") for text in HEALTH_PROMPTS)
-        prompts = {}
-        for lang in dict.fromkeys(languages):
-            if lang in fact.languages:
-                prompts[lang] = _probe(lm, fact.in_language(lang).edit.filled(), "")
-    return HealthReference(ordinary, prompts)
+        ordinary = base.ordinary if base is not None else tuple(_probes(lm, HEALTH_PROMPTS, "", full=True))
+        prompts = _probes(lm, [fact.in_language(lang).edit.filled() for lang in langs], "", full=False)
+    return HealthReference(ordinary, dict(zip(langs, prompts)))
 
 
 def edit_health(
@@ -154,11 +156,13 @@ def edit_health(
     with lm.lock:
         ref = reference or capture_reference(lm, fact, languages)
         with _applied(lm, edit):
-            kls = [_kl(p, _probe(lm, p.text, edit.context)) for p in ref.ordinary]
+            ordinary = _probes(lm, [p.text for p in ref.ordinary], edit.context, full=True)
+            kls = [_kl(before, after) for before, after in zip(ref.ordinary, ordinary)]
+            befores = list(ref.edit_prompts.values())
+            afters = _probes(lm, [b.text for b in befores], edit.context, full=False)
             fluency = {}
-            for lang, before in ref.edit_prompts.items():
-                after = _probe(lm, before.text, edit.context)
-                n = min(len(before.targets), len(after.targets))  # tokens both read the same way
+            for lang, before, after in zip(ref.edit_prompts, befores, afters):
+                n = min(len(before.token_logprobs), len(after.token_logprobs))  # tokens both read the same way
                 fluency[lang] = _nll(after, n) - _nll(before, n)
     return EditHealth(sum(kls) / len(kls), fluency, bounds)
 
@@ -169,23 +173,40 @@ def _applied(lm: LoadedModel, edit: Edit) -> Iterator[None]:
         yield
 
 
-def _probe(lm: LoadedModel, text: str, context: str) -> _Probe:
-    """Log-probabilities at the positions that read ``text`` (after ``context`` if any) and the
-    position after it. With a context only the tail tokenised the same way is kept, so that
-    positions compared with the context-free reference read the same tokens."""
+def _probes(lm: LoadedModel, texts: Sequence[str], context: str, full: bool, batch_size: int = 8) -> list[_Probe]:
+    """Log-probabilities at the positions that read each text (after ``context`` if any) and the
+    position after it, texts batched right-padded (real tokens never attend to pads). With a
+    context only the tail tokenised the same way is kept, so that positions compared with the
+    context-free reference read the same tokens. ``full``: keep whole distributions (drift)."""
     tok = lm.tokenizer
-    alone = tok(text)["input_ids"]
-    ids = tok(context + text)["input_ids"] if context else alone
-    shared = 0
-    while shared < min(len(alone), len(ids)) and alone[-1 - shared] == ids[-1 - shared]:
-        shared += 1
-    keep = max(min(shared, len(alone)), 1)  # positions whose next token is the text's (and the final one)
-    input_ids = torch.tensor([ids], device=lm.device)
-    with torch.no_grad():
-        hidden = lm.model.base_model(input_ids=input_ids).last_hidden_state[0, -keep:]
-        logprobs = torch.log_softmax(project_to_logits(lm, hidden).float(), dim=-1)
-    targets = torch.tensor(ids[len(ids) - keep + 1 :], device=logprobs.device)
-    return _Probe(text, logprobs, targets)
+    encoded = []
+    for text in texts:
+        alone = tok(text)["input_ids"]
+        ids = tok(context + text)["input_ids"] if context else alone
+        shared = 0
+        while shared < min(len(alone), len(ids)) and alone[-1 - shared] == ids[-1 - shared]:
+            shared += 1
+        keep = max(min(shared, len(alone)), 1)  # positions whose next token is the text's (and the final one)
+        encoded.append((ids, keep))
+    pad = tok.pad_token_id or 0
+    probes = []
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start : start + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long, device=lm.device)
+        mask = torch.zeros_like(input_ids)
+        for r, (ids, _) in enumerate(chunk):
+            input_ids[r, : len(ids)] = torch.tensor(ids, device=lm.device)
+            mask[r, : len(ids)] = 1
+        with torch.no_grad():
+            hidden = lm.model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            for r, (ids, keep) in enumerate(chunk):
+                rows = hidden[r, len(ids) - keep : len(ids)]
+                logprobs = torch.log_softmax(project_to_logits(lm, rows).float(), dim=-1)
+                targets = torch.tensor(ids[len(ids) - keep + 1 :], device=logprobs.device)
+                own = logprobs[:-1].gather(1, targets[:, None])[:, 0]
+                probes.append(_Probe(texts[start + r], logprobs if full else None, own))
+    return probes
 
 
 def _kl(before: _Probe, after: _Probe) -> float:
@@ -200,6 +221,4 @@ def _nll(probe: _Probe, n: int) -> float:
     """Mean negative log-likelihood per token of the last ``n`` tokens of the probe's text."""
     if n == 0:
         return 0.0
-    rows = probe.logprobs[:-1][-n:]
-    targets = probe.targets[-n:]
-    return float(-rows.gather(1, targets[:, None]).mean())
+    return float(-probe.token_logprobs[-n:].mean())

@@ -69,6 +69,8 @@ def answer_logprobs(
 
     With ``grad=True`` the result stays differentiable (editors train through it).
     """
+    if not grad:
+        return _shared_answer_logprobs(lm, items, batch_size)
     # Batches are formed in order of sequence length, so a batch pads its rows to similar widths
     # (languages tokenise the same prompt into 5 to 30 tokens); results come back in input order.
     if len(items) <= batch_size:  # one batch: keep the rows as given (editors' training is unchanged)
@@ -81,23 +83,66 @@ def answer_logprobs(
     return [results[i] for i in range(len(items))]
 
 
+def _input_ids(item: Completion) -> tuple[int, ...]:
+    """What teacher forcing feeds the model: the prompt and all answer tokens but the last."""
+    return item.prompt_ids + item.answer_ids[:-1]
+
+
+def _shared_answer_logprobs(lm: LoadedModel, items: Sequence[Completion], batch_size: int) -> list[torch.Tensor]:
+    """``answer_logprobs`` without gradients, running each distinct token prefix once.
+
+    Evaluation scores the new and the true answer after the same prompt; with causal attention a
+    position's output depends only on the tokens before it, so an item whose input is a prefix of
+    another's (a one-token answer always is) is read from that row instead of being run again.
+    This sharing is specific to memla's query mix, hence hand-written rather than a library call.
+    """
+    inputs = [_input_ids(it) for it in items]
+    by_length = sorted(range(len(items)), key=lambda i: -len(inputs[i]))
+    hosts: list[int] = []  # items whose inputs are run
+    host_of: dict[int, int] = {}
+    for i in by_length:
+        seq = inputs[i]
+        host_of[i] = next((h for h in hosts if inputs[h][: len(seq)] == seq), i)
+        if host_of[i] == i:
+            hosts.append(i)
+    hosts.reverse()  # shortest first: a batch pads its rows to similar widths
+    readers: dict[int, list[int]] = {}
+    for i in range(len(items)):
+        readers.setdefault(host_of[i], []).append(i)
+    results: dict[int, torch.Tensor] = {}
+    for start in range(0, len(hosts), batch_size):
+        batch = hosts[start : start + batch_size]
+        reads = [(row, items[i]) for row, h in enumerate(batch) for i in readers[h]]
+        owners = [i for h in batch for i in readers[h]]
+        results.update(zip(owners, _read_logprobs(lm, [items[h] for h in batch], reads, grad=False)))
+    return [results[i] for i in range(len(items))]
+
+
 def _answer_logprobs_batch(lm: LoadedModel, items: Sequence[Completion], grad: bool) -> list[torch.Tensor]:
+    return _read_logprobs(lm, items, list(enumerate(items)), grad)
+
+
+def _read_logprobs(
+    lm: LoadedModel, hosts: Sequence[Completion], reads: Sequence[tuple[int, Completion]], grad: bool
+) -> list[torch.Tensor]:
+    """Run ``hosts`` as one batch; for each (host row, item) in ``reads`` return the item's answer
+    log-probabilities read at its positions in that row."""
     device = lm.device
-    input_ids, mask = _teacher_forcing_batch(lm, items)
+    input_ids, mask = _teacher_forcing_batch(lm, hosts)
     rows, cols, targets, owners = [], [], [], []
-    for r, it in enumerate(items):
+    for owner, (r, it) in enumerate(reads):
         first = len(it.prompt_ids) - 1
         for k, target in enumerate(it.answer_ids):
             rows.append(r)
             cols.append(first + k)
             targets.append(target)
-            owners.append(r)
+            owners.append(owner)
     with torch.set_grad_enabled(grad):
         hidden = lm.model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
         logprobs = torch.log_softmax(project_to_logits(lm, picked).float(), dim=-1)
         chosen = logprobs[torch.arange(len(targets), device=device), torch.tensor(targets, device=device)]
-    out: list[list[torch.Tensor]] = [[] for _ in items]
+    out: list[list[torch.Tensor]] = [[] for _ in reads]
     for value, owner in zip(chosen, owners):
         out[owner].append(value)
     return [torch.stack(v) for v in out]
@@ -105,7 +150,7 @@ def _answer_logprobs_batch(lm: LoadedModel, items: Sequence[Completion], grad: b
 
 def _teacher_forcing_batch(lm: LoadedModel, items: Sequence[Completion]) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompt+answer (minus its last token), right-padded: real tokens never attend to pads."""
-    seqs = [list(it.prompt_ids) + list(it.answer_ids[:-1]) for it in items]
+    seqs = [list(_input_ids(it)) for it in items]
     width = max(len(s) for s in seqs)
     pad = lm.tokenizer.pad_token_id or 0
     input_ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=lm.device)

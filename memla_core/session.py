@@ -29,7 +29,7 @@ from .editing.base import StepFn
 from .editing.stack import EditStack, stacked_context
 from .bounds import check_prompt_lengths, check_text_length
 from .evaluation import EvalReport, evaluate
-from .health import EditHealth, edit_health
+from .health import EditHealth, HealthReference, capture_reference, edit_health
 from .models import LoadedModel
 from .neurons import NeuronConfig, NeuronSets, ProgressFn, find_neurons
 from .scoring import encode_prompt, greedy_generate
@@ -145,6 +145,11 @@ def compute_edit(
         return editor.compute(lm, request, on_step=step)
 
 
+LANGUAGES_PER_PASS = 4
+"""Languages scored together: batches full enough to cost what one 12-language pass costs on a
+CPU (benchmarks/edit_speed.py), yet a progress update and a chance to stop every few seconds."""
+
+
 def evaluate_fact(
     lm: LoadedModel,
     fact: Fact,
@@ -155,34 +160,52 @@ def evaluate_fact(
     cancel: CancelToken | None = None,
     under: Sequence[Edit] = (),
 ) -> EvalReport:
-    """ES/PS/NS/QS of ``fact`` with ``edit`` applied (``None``: unedited), one language at a time;
-    ``under``: the session's edit stack, applied beneath ``edit``.
-
-    Scoring language by language costs little on a CPU and lets long evaluations report progress
-    and stop between languages.
-    """
+    """ES/PS/NS/QS of ``fact`` with ``edit`` applied (``None``: unedited), ``LANGUAGES_PER_PASS``
+    languages at a time; ``under``: the session's edit stack, applied beneath ``edit``."""
     scored = as_scored(edit, under)
+    languages = list(languages)
     source = source_language or (scored.source_language if scored else languages[0])
     check_prompt_lengths(lm.tokenizer, fact, languages)
     reports = []
-    for done, lang in enumerate(languages):
+    for start in range(0, len(languages), LANGUAGES_PER_PASS):
         _checked(cancel)
+        part = languages[start : start + LANGUAGES_PER_PASS]
         if progress:
-            progress(done, len(languages), lang)
+            progress(start, len(languages), ", ".join(part))
         with edited(lm, edit, under):
-            reports.append(evaluate(lm, fact, [lang], edit=scored, source_language=source))
+            reports.append(evaluate(lm, fact, part, edit=scored, source_language=source))
     if progress:
         progress(len(languages), len(languages), "done")
     return merge_reports(reports)
 
 
 def check_edit_health(
-    lm: LoadedModel, fact: Fact, edit: Edit, languages: Sequence[str], under: Sequence[Edit] = ()
+    lm: LoadedModel,
+    fact: Fact,
+    edit: Edit,
+    languages: Sequence[str],
+    under: Sequence[Edit] = (),
+    reference: HealthReference | None = None,
 ) -> EditHealth:
     """``edit_health`` on the shared model: the reference comes from the unedited weights (or the
-    session's stack ``under``) whatever other sessions do (the whole check holds the lock)."""
+    session's stack ``under``) whatever other sessions do (the whole check holds the lock).
+    ``reference``: one captured before by ``health_reference`` with the same ``under``."""
     with edited(lm, None, under):
-        return edit_health(lm, as_scored(edit, under), fact, languages)
+        return edit_health(lm, as_scored(edit, under), fact, languages, reference=reference)
+
+
+def health_reference(
+    lm: LoadedModel,
+    fact: Fact | None,
+    languages: Sequence[str],
+    under: Sequence[Edit] = (),
+    base: HealthReference | None = None,
+) -> HealthReference:
+    """The health check's reference on the unedited model (or under the stack ``under``): it does
+    not depend on the edit, so callers that check several edits capture it once; ``base``, one
+    captured before under the same stack, lends its fact-independent part."""
+    with edited(lm, None, under):
+        return capture_reference(lm, fact, languages, base=base)
 
 
 def merge_reports(reports: Sequence[EvalReport]) -> EvalReport:

@@ -237,15 +237,19 @@ def test_run_resumes_after_interruption_with_identical_rows(tiny_models, bundled
 def test_health_reference_is_captured_once_per_fact_with_the_same_verdicts(tiny_models, bundled, tmp_path, monkeypatch):
     lm = tiny_models["gpt2"]
     captured: list[str] = []
+    bases: list[object] = []
     real_capture = runner_module.capture_reference
 
-    def counting_capture(lm_, fact, languages):
+    def counting_capture(lm_, fact, languages, base=None):
         captured.append(fact.example_id)
-        return real_capture(lm_, fact, languages)
+        bases.append(base)
+        return real_capture(lm_, fact, languages, base=base)
 
     monkeypatch.setattr(runner_module, "capture_reference", counting_capture)
     shared = run_bench(_config(tmp_path / "shared.csv"), lm=lm, dataset=bundled)
     assert captured == [FACTS[0], FACTS[1]]  # two methods per fact, one reference per fact
+    # The second fact reuses the first's ordinary-sentence distributions (they are fact-independent).
+    assert bases[0] is None and bases[1] is not None
     # The shared reference gives the verdicts a fresh reference per edit gives.
     monkeypatch.setattr(runner_module.UneditedFact, "health_reference", lambda self: None)
     fresh = run_bench(_config(tmp_path / "fresh.csv"), lm=lm, dataset=bundled)

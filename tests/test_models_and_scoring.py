@@ -87,3 +87,31 @@ def test_batched_greedy_equals_one_by_one(tiny_lm):
     assert [len(t) for t in together] == [3, 2]
     for prompt, out, n in zip(prompts, together, [3, 2]):
         assert greedy_generate(tiny_lm, [prompt], [n])[0] == out
+
+
+def test_items_sharing_a_prefix_run_once_with_the_same_scores(tiny_lm, monkeypatch):
+    from memla_core.scoring import Completion
+
+    # New and true answers after one prompt: a one-token answer's input (the prompt) is a prefix of
+    # a longer answer's, and so is a shorter answer starting with the same tokens.
+    prompt = tuple(tiny_lm.tokenizer("The capital of France is")["input_ids"])
+    other = tuple(tiny_lm.tokenizer("Die Hauptstadt ist")["input_ids"])
+    a, b, c, d = 11, 12, 13, 14
+    items = [Completion(prompt, (a,)), Completion(prompt, (b, c, d)), Completion(prompt, (b, c)),
+             Completion(prompt, (a,)), Completion(other, (d, a))]
+    rows_run: list[int] = []
+    base_model = tiny_lm.model.base_model
+    real_forward = base_model.forward
+
+    def counting(*args, **kwargs):
+        rows_run.append(kwargs["input_ids"].shape[0])
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(base_model, "forward", counting)
+    shared = answer_logprobs(tiny_lm, items)
+    assert sum(rows_run) == 2  # prompt+b+c hosts the first four items; the other prompt runs alone
+    monkeypatch.undo()
+    for item, got in zip(items, shared):
+        (alone,) = answer_logprobs(tiny_lm, [item], grad=True)  # the unshared path, as editors use it
+        assert len(got) == len(item.answer_ids)
+        assert torch.allclose(alone.detach(), got, atol=1e-4)

@@ -398,3 +398,30 @@ def test_every_fault_case_has_a_test():
         assert names, f"case {case['Case']} names no regression test"
         for name in names:
             assert re.search(rf"def {name}\(", sources), f"{name} (case {case['Case']}) is not a test in tests/"
+
+
+def test_health_probes_batched_match_a_plain_forward_and_a_shared_base(tiny_models, bundled):
+    from memla_core.health import HEALTH_PROMPTS, capture_reference
+
+    lm, fact = tiny_models["llama"], bundled.get("geo-capital-france")
+    reference = capture_reference(lm, fact, ["en", "zh", "fr"])
+    text = fact.in_language("zh").edit.filled()
+    ids = lm.tokenizer(text)["input_ids"]
+    with torch.no_grad():
+        logits = lm.model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    expected = logits[:-1].gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+    assert torch.allclose(reference.edit_prompts["zh"].token_logprobs, expected, atol=1e-4)
+    first = reference.ordinary[0]
+    ids = lm.tokenizer(HEALTH_PROMPTS[0])["input_ids"]
+    with torch.no_grad():
+        logits = lm.model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    assert torch.allclose(first.logprobs, logits, atol=1e-4)
+    # Another fact's reference lends its ordinary sentences; the verdict is the one a fresh capture gives.
+    other = bundled.get("geo-language-brazil")
+    lent = capture_reference(lm, other, ["en", "fr"], base=reference)
+    assert lent.ordinary is reference.ordinary
+    edit = _wrecking_edit(lm, other.example_id)
+    fresh = edit_health(lm, edit, other, ["en", "fr"])
+    reused = edit_health(lm, edit, other, ["en", "fr"], reference=lent)
+    assert reused.drift_kl == pytest.approx(fresh.drift_kl, rel=1e-5)
+    assert reused.fluency_increase == pytest.approx(fresh.fluency_increase, rel=1e-5, abs=1e-5)

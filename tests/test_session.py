@@ -164,3 +164,21 @@ def test_compute_edit_does_not_change_the_model(lm, bundled):
     edit = compute_edit(lm, EditRequest(fact, "en"), "memla", config)
     assert edit.method == "memla" and edit.weight_deltas
     assert not changed_since(lm, before)
+
+
+def test_evaluate_fact_scores_languages_in_passes_with_progress(lm, bundled):
+    from memla_core.evaluation import evaluate
+    from memla_core.session import LANGUAGES_PER_PASS
+
+    fact = bundled.get("geo-capital-france")
+    languages = list(fact.language_codes)[: LANGUAGES_PER_PASS + 2]  # two passes
+    seen: list[tuple[int, int, str]] = []
+    report = evaluate_fact(lm, fact, languages, source_language="en", progress=lambda *a: seen.append(a))
+    assert [s[0] for s in seen] == [0, LANGUAGES_PER_PASS, len(languages)]
+    assert seen[0][2] == ", ".join(languages[:LANGUAGES_PER_PASS])
+    assert list(report.summary["target_lang"]) == languages
+    for lang in languages:  # the same scores as each language alone
+        alone = evaluate(lm, fact, [lang], source_language="en").summary.iloc[0]
+        row = report.summary.set_index("target_lang").loc[lang]
+        assert row["p_new"] == pytest.approx(alone["p_new"], rel=1e-4)
+        assert row["NS"] == alone["NS"] and row["answer"] == alone["answer"]

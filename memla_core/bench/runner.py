@@ -187,10 +187,12 @@ class UneditedFact:
     health check's reference distributions — computed on the first group that needs each and
     shared by every source, method and configuration of the fact: a sweep pays for them once."""
 
-    def __init__(self, lm: LoadedModel, fact: Fact, targets: Sequence[str]):
+    def __init__(self, lm: LoadedModel, fact: Fact, targets: Sequence[str], previous: "UneditedFact | None" = None):
         self.lm, self.fact, self.targets = lm, fact, list(targets)
         self._scores: dict[str, dict[str, object]] | None = None
         self._reference: HealthReference | None = None
+        # The reference's ordinary sentences are the same for every fact: the previous fact's lend theirs.
+        self._base = previous._reference if previous is not None else None
 
     def scores(self) -> Mapping[str, Mapping[str, object]]:
         if self._scores is None:
@@ -201,7 +203,7 @@ class UneditedFact:
     def health_reference(self) -> HealthReference:
         """Call it with the model unedited (``run_group`` does, before applying the edit)."""
         if self._reference is None:
-            self._reference = capture_reference(self.lm, self.fact, self.targets)
+            self._reference = capture_reference(self.lm, self.fact, self.targets, base=self._base)
         return self._reference
 
 
@@ -370,11 +372,12 @@ def _run_locked(
     shard = ctx.shard(facts)
     computed = skipped = failed = 0
     own_rows: list[dict] = []
+    unedited: UneditedFact | None = None
     for number, fact in enumerate(shard):
         if progress and ctx.is_main:
             progress(number, len(shard), fact.label)
         targets = target_languages(fact, config)
-        unedited = UneditedFact(lm, fact, targets)
+        unedited = UneditedFact(lm, fact, targets, previous=unedited)
         for source in config.source_languages:
             if (fact.example_id, methods[0].name, source) not in expected:
                 log.info("Fact %s: no '%s' version, no target language, or (known_only) not known there; skipped.",
