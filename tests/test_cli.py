@@ -15,6 +15,21 @@ def test_facts_stats(capsys):
     assert "62 facts" in out and "total" in out
 
 
+def test_facts_of_a_split_are_that_split(capsys):
+    from memla_core.data import load_bundled
+    from memla_core.data.splits import split_assignment
+
+    assignment = split_assignment(load_bundled().facts)
+    listed = {}
+    for split in ("dev", "test"):
+        assert main(["facts", "--split", split]) == 0
+        listed[split] = [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if line]
+        assert listed[split] and all(assignment[fact_id] == split for fact_id in listed[split])
+    assert len(listed["dev"]) + len(listed["test"]) == 62
+    assert main(["facts", "--split", "test", "--stats"]) == 0
+    assert f"(test split): {len(listed['test'])} facts" in capsys.readouterr().out
+
+
 def test_edit_on_tiny_model_writes_json_and_csv(tiny_checkpoints, tmp_path, capsys):
     model = str(tiny_checkpoints["llama"])
     args = ["edit", "--model", model, "--fact", "geo-capital-france", "--langs", "en,zh,fr",

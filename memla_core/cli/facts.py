@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..data import MKEBDataset
+from ..data.splits import select_split
 from .common import add_dataset_args, add_model_args, load_dataset_arg, load_model_arg
 
 
@@ -18,12 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "known counts per language. Checks are cached per model under MEMLA_CACHE",
     )
     parser.add_argument("--lang", default="en", help="language --known checks (default en; 'any': in some language)")
+    parser.add_argument("--split", choices=["dev", "test", "all"], default="all",
+                        help="only the facts of the dev or test split (docs/tuning.md; default all)")
     add_model_args(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     dataset = load_dataset_arg(args.dataset, args.strict)
+    if args.split != "all":
+        dataset = MKEBDataset(select_split(dataset.facts, args.split), f"{dataset.name} ({args.split} split)", dataset.notes)
     if args.known:
         return _run_known(args, dataset)
     if args.stats:
