@@ -53,6 +53,9 @@ st.markdown(
     f"**{edit.target_true or '?'}** → **{edit.target_new}** · {len(fact.languages)} languages"
 )
 shown = st.multiselect("Languages", fact.language_codes, default=fact.language_codes, format_func=language_label)
+if not shown:
+    st.caption("No language picked: all are shown.")
+    shown = list(fact.language_codes)
 side_by_side = fact_side_by_side(fact, shown)
 if lm is not None:
     checks = fact_knowledge(lm, fact)

@@ -24,11 +24,17 @@ with st.expander("Integrated-gradients settings", expanded=True, icon=":material
     config = neuron_settings(fact)
 languages = list(dict.fromkeys([source, *config.independent_languages]))
 prompts = sum(len(language_prompts(fact, lang, config)) for lang in languages)
-st.caption(
-    f"{prompts} prompts in {len(languages)} languages, {config.steps} steps each. Results are cached on disk: "
-    "the same fact and steps again, or only another threshold, take seconds. A first run of the default model "
-    "on a CPU takes about a minute with 20 steps."
-)
+restored = neurons_from_cache(lm, fact, source, config)
+if state.neurons_for(fact, source, config) is not None:
+    st.caption(f"{prompts} prompts in {len(languages)} languages, {config.steps} steps each: their attributions are "
+               "ready (searched before on this machine, or shipped with memla for the default model's bundled "
+               "facts), so no integrated gradients run.")
+else:
+    st.caption(
+        f"{prompts} prompts in {len(languages)} languages, {config.steps} steps each, not attributed yet: a first "
+        "run of the default model on a CPU takes about a minute with 20 steps. Results are cached on disk: the "
+        "same fact and steps again, or only another threshold, take seconds."
+    )
 if st.button("Find neurons", type="primary", icon=":material/search:"):
     with long_task("Finding knowledge neurons") as task:
         st.session_state[state.NEURONS] = compute_neurons(lm, fact, source, config, task.counter("Attributing"), task.cancel)
@@ -37,7 +43,6 @@ if st.button("Find neurons", type="primary", icon=":material/search:"):
         finish(f"Found {len(found.language_specific)} language-specific and {len(found.language_independent)} "
                "language-independent neurons.")
 
-restored = neurons_from_cache(lm, fact, source, config)
 neurons = st.session_state[state.NEURONS]
 if neurons is None or neurons.fact_id != fact.example_id:
     st.info("Press **Find neurons** to compute them (or go straight to editing: MEMLA finds them itself).")

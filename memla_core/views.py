@@ -219,14 +219,18 @@ def edit_comparison(
             "model knew it": (knowledge or {}).get(lang, ""),
             "answer before": b.loc[lang, "answer"] if lang in b.index else "",
             "answer after": a.loc[lang, "answer"],
+        }
+        # The scores come right after the answers, probabilities last: a table wider than the page
+        # then shows what the edit achieved without scrolling.
+        for metric in METRICS:
+            row[metric] = a.loc[lang, metric]
+            row[f"{metric} before"] = b.loc[lang, metric] if lang in b.index else math.nan
+        row.update({
             "P(new) before": b.loc[lang, "p_new"] if lang in b.index else math.nan,
             "P(new) after": a.loc[lang, "p_new"],
             "P(true) before": b.loc[lang, "p_true"] if lang in b.index else math.nan,
             "P(true) after": a.loc[lang, "p_true"],
-        }
-        for metric in METRICS:
-            row[metric] = a.loc[lang, metric]
-            row[f"{metric} before"] = b.loc[lang, metric] if lang in b.index else math.nan
+        })
         rows.append(row)
     frame = pd.DataFrame(rows)
     if method:
