@@ -19,9 +19,12 @@ from memla_core.bench.lock import holder as lock_holder
 from memla_core.bench.config import STEPS_ALIAS, canonical_method, resolve_method
 from memla_core.bench.mismatch import file_overrides, file_seed, setting_differences
 from memla_core.bench.plan import resume_plan
+from memla_core.bench.series import SeriesConfig, check_batchable
+from memla_core.bench.series_summaries import curve_table, curve_table_wide
 from memla_core.bench.store import CUT_OFF_LINE, is_series, parse_results, read_all
 from memla_core.bounds import check_results_name
 from memla_core.bench.summaries import (
+    AVG,
     ablation_table,
     ablation_table_wide,
     coverage,
@@ -78,9 +81,9 @@ def _file_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
 
 
-def _start(config: BenchConfig, lm, dataset) -> None:
+def _start(config: BenchConfig, lm, dataset, series: SeriesConfig | None = None) -> None:
     try:
-        job = BenchJob(config, lm, dataset).start()
+        job = BenchJob(config, lm, dataset, series).start()
     except ValueError as err:  # BenchConfigError: another job writes this file
         state.notify(error_message(err, "Starting the benchmark"))
         return
@@ -127,10 +130,18 @@ def _attach(job: BenchJob) -> None:
     stopped, Start resumes it rather than offering the defaults."""
     st.session_state[state.BENCH_JOB] = job
     st.session_state[state.BENCH_FILE] = str(job.config.out)
-    _form_from_config(job.config)
+    _form_from_config(job.config, job.series)
 
 
-def _form_from_config(config: BenchConfig) -> None:
+KINDS = {
+    "single": "Single edits (paper Tables 3–6)",
+    "sequential": "Edits in a row (sequential)",
+    "batch": "Facts in batches (one edit each)",
+}
+"""The kinds of run the form starts: ``memla bench``, ``--sequential N``, ``--batch-size k``."""
+
+
+def _form_from_config(config: BenchConfig, series: SeriesConfig | None = None) -> None:
     variants = [name.partition(":")[2] for name in config.methods if name.startswith("memla:")]
     common = config.common_overrides
     values = {
@@ -147,6 +158,11 @@ def _form_from_config(config: BenchConfig) -> None:
     }
     if config.limit is not None:
         values["limit"] = config.limit
+    values["kind"] = series.kind if series else "single"
+    if series is not None and series.kind == "sequential":
+        values["chain"], values["eval_every"] = series.edits, series.eval_every
+    elif series is not None:
+        values["batch"] = series.edits
     for field, value in values.items():
         state.reset_setting(state.bench_setting(field), value)
 
@@ -224,6 +240,17 @@ def _run_form(lm, spec) -> None:
         name = bound(c3.text_input, "Results file", _form_setting("name"),
                      default=f"{_file_name(spec.name_or_path.split('/')[-1])}-{dt.date.today():%Y%m%d}",
                      help=f"Saved as <name>.csv in {results_dir()}. A name used before resumes that run.")
+        c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
+        kind = bound(c1.radio, "Kind of run", _form_setting("kind", list(KINDS), "single"), default="single",
+                     options=list(KINDS), format_func=KINDS.get,
+                     help="Many edits in one model (docs/batch_and_sequential.md): in a row, each on top of the last, "
+                          "or k facts per edit. Both score the edits still held, NS and general ability as they go.")
+        chain = bound(c2.number_input, "Edits in a row (N)", _form_setting("chain"), default=10, min_value=1,
+                      help="Sequential: the first N of the chosen facts, pushed one after another.")
+        eval_every = bound(c3.number_input, "Score every E edits", _form_setting("eval_every"), default=5, min_value=1,
+                           help="Sequential: scoring every held edit is the slow part; it also runs after the last.")
+        batch = bound(c4.number_input, "Facts per batch (k)", _form_setting("batch"), default=5, min_value=1,
+                      help="Batches: MEMLA, FT-L, MEMIT, PMET and IKE edit k facts at once.")
         overwrite = bound(st.checkbox, "Discard the rows already in this results file (otherwise the run resumes)",
                           _form_setting("overwrite"), default=False)
         submitted = st.form_submit_button("Start the benchmark", type="primary", icon=":material/play_arrow:")
@@ -257,6 +284,17 @@ def _run_form(lm, spec) -> None:
     except ValueError as err:
         st.error(error_message(err, "Starting the benchmark"))
         return
+    if kind != "single":
+        series = SeriesConfig("sequential", int(chain), int(eval_every)) if kind == "sequential" \
+            else SeriesConfig("batch", int(batch))
+        try:
+            if kind == "batch":
+                check_batchable(config.methods)
+        except ValueError as err:
+            st.error(error_message(err, "Starting the benchmark"))
+            return
+        _launch_series(config, series, lm, data)
+        st.rerun()
     differences = _differences(config, lm)
     if differences:  # asked on the next runs, outside the form: resume with the file's settings, or a new file
         st.session_state[PENDING_MISMATCH] = (config, differences)
@@ -289,6 +327,22 @@ def _launch(config: BenchConfig, lm, data) -> bool:
     state.notify(plan.describe())
     _start(config, lm, data)
     return True
+
+
+def _launch_series(config: BenchConfig, series: SeriesConfig, lm, data) -> None:
+    """Start a sequential or batch run; ``run_series`` itself refuses a file holding another kind
+    of run or other settings, and the page then shows its message."""
+    running = find_job(config.out)
+    if running is not None and running.status().active:
+        _attach(running)
+        state.notify(f"A benchmark is already writing {config.out.name}: here is its progress.")
+        return
+    st.session_state[state.BENCH_FILE] = str(config.out)
+    what = (f"{series.edits} edits of each method in a row, scored every {series.eval_every}"
+            if series.kind == "sequential" else f"the facts in batches of {series.edits}")
+    resumed = "" if config.overwrite or not config.out.exists() else f" Steps already in {config.out.name} are kept."
+    state.notify(f"Starting {what} into {config.out.name}.{resumed}")
+    _start(config, lm, data, series)
 
 
 PENDING_MISMATCH = "bench_pending_mismatch"
@@ -332,7 +386,8 @@ def _resolve_mismatch(lm, data) -> None:
 
 def _status_line(status: JobStatus) -> str:
     minutes, seconds = divmod(int(status.elapsed_s), 60)
-    return (f"{status.facts_done}/{status.facts_total} facts, {status.groups_computed} edit(s) done "
+    done = "step(s)" if status.unit == "steps" else "edit(s)"
+    return (f"{status.facts_done}/{status.facts_total} {status.unit}, {status.groups_computed} {done} done "
             f"({status.groups_failed} failed) in {minutes} min {seconds:02d} s")
 
 
@@ -350,7 +405,12 @@ def job_monitor(job: BenchJob) -> None:
         job.cancel()
         st.info("Stopping within one optimisation step; every finished edit is already saved.")
     rows = job.results()
-    if not rows.empty:
+    if not rows.empty and is_series(rows):
+        curve = curve_table(rows)
+        if not curve.empty:  # the charts are under *Results next to the paper*
+            st.markdown("**Steps so far** (averaged over the targets other than the edit language)")
+            st.dataframe(display_table(curve_table_wide(curve, AVG)), hide_index=True)
+    elif not rows.empty:
         st.markdown("**Finished edits so far** (mean over target languages)")
         done = rows.groupby(["fact_id", "method", "source_lang"], sort=False)[["ES", "PS", "NS", "QS", "seconds_edit"]].mean()
         st.dataframe(display_table(readable_results(done.reset_index().tail(15))), hide_index=True)

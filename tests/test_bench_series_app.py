@@ -69,3 +69,38 @@ def test_the_benchmark_page_draws_curves_of_a_sequential_run():
     labels = [el.proto.label for el in at.get("download_button")]
     assert any(label.startswith("Download sequence curve") for label in labels)
     assert "Tables 3–4 (method × target)" not in [tab.label for tab in at.tabs]  # the single-edit results tabs
+
+
+def _by_label(elements, label):
+    return next(e for e in elements if e.label == label)
+
+
+def test_a_sequential_run_starts_from_the_form_and_its_curves_show():
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.switch_page("app_pages/benchmark.py").run()
+    _no_errors(at)
+    _by_label(at.multiselect, "Methods").set_value(["ft"])
+    _by_label(at.multiselect, "Evaluated in (target languages)").set_value(["en", "zh"])
+    _by_label(at.number_input, "Number of facts (the first N)").set_value(2)
+    _by_label(at.number_input, "Edit steps").set_value(2)
+    _by_label(at.radio, "Kind of run").set_value("sequential")
+    _by_label(at.number_input, "Edits in a row (N)").set_value(2)
+    _by_label(at.number_input, "Score every E edits").set_value(1)
+    _by_label(at.text_input, "Results file").input("chain-from-form")
+    _by_label(at.button, "Start the benchmark").click().run()
+    _no_errors(at)
+    job = at.session_state["bench_job"]
+    assert job.series is not None and (job.series.kind, job.series.edits, job.series.eval_every) == ("sequential", 2, 1)
+    assert job.wait(300).state == "done", job.error
+    assert job.status().unit == "steps" and job.status().groups_computed == 3  # step 0 (unedited) and two pushes
+    at.run()
+    _no_errors(at)
+    assert "The last run finished" in " ".join(e.value for e in at.success)
+    assert _by_label(at.radio, "Kind of run").value == "sequential"  # the form keeps the run's kind
+    assert any("Sequential edits" in h.value for h in at.subheader)  # its curves, under the results tab
+    # A batch run of a method that cannot batch is refused with the methods that can.
+    _by_label(at.multiselect, "Methods").set_value(["rome"])
+    _by_label(at.radio, "Kind of run").set_value("batch")
+    _by_label(at.button, "Start the benchmark").click().run()
+    assert any("batch" in e.value.lower() and "MEMLA" in e.value for e in at.error)

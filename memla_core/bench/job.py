@@ -1,7 +1,8 @@
 """A benchmark run on a background thread (``jobs.BackgroundJob``), for front ends that must stay
 responsive (the app).
 
-The thread calls ``run_bench`` with a ``CancelToken``; the front end polls ``status()`` and
+The thread calls ``run_bench`` (or, for a sequential or batch run, ``run_series``) with a
+``CancelToken``; the front end polls ``status()`` and
 ``results()``. Rows reach the results file group by group, so cancelling loses at most the group
 in progress, and starting the same config again resumes it. One process may run several jobs,
 but never two on one results file (their appends would interleave).
@@ -25,6 +26,7 @@ from . import store
 from .config import BenchConfig, BenchConfigError
 from .distributed import SINGLE_PROCESS
 from .runner import BenchOutcome, run_bench
+from .series import SeriesConfig, SeriesOutcome, run_series
 from .store import Key
 
 JobState = Literal["pending", "running", "done", "cancelled", "failed"]
@@ -55,6 +57,7 @@ class JobStatus:
     current: str = ""
     groups_computed: int = 0
     groups_failed: int = 0
+    unit: str = "facts"  # what facts_done counts: facts, or a sequential/batch run's steps
     started: float | None = None
     finished: float | None = None
 
@@ -90,13 +93,16 @@ class BenchJob(BackgroundJob[JobStatus]):
 
     registry: ClassVar[JobRegistry["BenchJob"]] = JobRegistry()
 
-    def __init__(self, config: BenchConfig, lm: LoadedModel, dataset: MKEBDataset | None = None):
-        super().__init__(JobStatus("pending"), thread_name=f"memla-bench:{config.out.name}")
+    def __init__(self, config: BenchConfig, lm: LoadedModel, dataset: MKEBDataset | None = None,
+                 series: SeriesConfig | None = None):
+        super().__init__(JobStatus("pending", unit="steps" if series else "facts"),
+                         thread_name=f"memla-bench:{config.out.name}")
         self.config = config
+        self.series = series
         self.lm = lm
         self.dataset = dataset
         self.token = CancelToken()
-        self.outcome: BenchOutcome | None = None
+        self.outcome: BenchOutcome | SeriesOutcome | None = None
         self.what = f"Benchmark run {config.out}"
 
     @property
@@ -130,12 +136,21 @@ class BenchJob(BackgroundJob[JobStatus]):
                 groups_failed=self._status.groups_failed + failed,
             )
 
+    def _step_done(self, _key: tuple[str, str, int], rows: list[dict]) -> None:
+        self._group_done(_key, [row for row in rows if row.get("role") != "model"][:1])
+
     def work(self) -> JobState:
         try:
-            self.outcome = run_bench(
-                self.config, lm=self.lm, dataset=self.dataset, progress=self._progress,
-                after_group=self._group_done, context=SINGLE_PROCESS, cancel=self.token,
-            )
+            if self.series is not None:
+                self.outcome = run_series(
+                    self.config, self.series, lm=self.lm, dataset=self.dataset, progress=self._progress,
+                    after_step=self._step_done, cancel=self.token,
+                )
+            else:
+                self.outcome = run_bench(
+                    self.config, lm=self.lm, dataset=self.dataset, progress=self._progress,
+                    after_group=self._group_done, context=SINGLE_PROCESS, cancel=self.token,
+                )
         except Cancelled as err:
             self.error = err
             return "cancelled"
