@@ -100,22 +100,26 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=QUICK_SENTENCES, help="drift sentences per language")
     parser.add_argument("--langs", default="all", help="languages the edits are scored in (comma-separated, or all)")
     parser.add_argument("--out", type=Path, default=Path("ability_after_edits.jsonl"))
+    parser.add_argument("--shard", default="0/1", help="i/n: only the facts whose position modulo n is i, so that n "
+                        "processes can share one --out (each appends whole lines)")
     parser.add_argument("--summary-only", action="store_true", help="print the summary of --out and stop")
     args = parser.parse_args()
     methods = [method_spec(m).name for m in args.methods.split(",")]
     rows = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()] if args.out.exists() else []
+    rows = list({(r["fact"], r["method"]): r for r in rows}.values())  # a line written twice counts once
     if not args.summary_only:
         lm = load_model()
         probe, sentences = load_bundled_probe(), load_sentences()
         config = AbilityConfig(items_per_task=args.items, sentences_per_language=args.sentences)
         unedited, reference = measure_unedited(lm, probe, sentences, config)
         base = health_reference(lm, None, [])
-        if not any(r["method"] == UNEDITED for r in rows):
+        if index == 0 and not any(r["method"] == UNEDITED for r in rows):
             rows.append({"fact": "", "method": UNEDITED, **ability_fields(unedited)})
             with args.out.open("a") as out:
                 out.write(json.dumps(rows[-1]) + "\n")
         done = {(r["fact"], r["method"]) for r in rows}
-        facts = select_split(load_bundled().facts, args.split)[: args.limit]
+        index, count = (int(part) for part in args.shard.split("/"))
+        facts = select_split(load_bundled().facts, args.split)[: args.limit][index::count]
         for fact in facts:
             for method in methods:
                 if (fact.example_id, method) in done:
