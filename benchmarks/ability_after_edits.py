@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--summary-only", action="store_true", help="print the summary of --out and stop")
     args = parser.parse_args()
     methods = [method_spec(m).name for m in args.methods.split(",")]
+    index, count = (int(part) for part in args.shard.split("/"))
     rows = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()] if args.out.exists() else []
     rows = list({(r["fact"], r["method"]): r for r in rows}.values())  # a line written twice counts once
     if not args.summary_only:
@@ -118,7 +119,6 @@ def main() -> None:
             with args.out.open("a") as out:
                 out.write(json.dumps(rows[-1]) + "\n")
         done = {(r["fact"], r["method"]) for r in rows}
-        index, count = (int(part) for part in args.shard.split("/"))
         facts = select_split(load_bundled().facts, args.split)[: args.limit][index::count]
         for fact in facts:
             for method in methods:
