@@ -36,6 +36,7 @@ UNEDITED = "unedited"
 
 
 def ability_fields(report) -> dict:
+    """Accuracies as fractions (``AbilityReport.accuracy``); the summary shows them in %."""
     return {
         **{f"acc_{task}": report.accuracy(task) for task in TASKS},
         "acc_all": report.accuracy(),
@@ -76,11 +77,11 @@ def summary(rows: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
         mine = rows[rows["method"] == method] if method == UNEDITED else rows[(rows["method"] == method) & rows["fact"].isin(done)]
         line = {"method": method, "facts": len(done) if method != UNEDITED else 0}
         for task in (*TASKS, "all"):
-            values = mine[f"acc_{task}"].tolist()
+            values = (100 * mine[f"acc_{task}"]).tolist()
             mean = sum(values) / len(values)
             low, high = bootstrap_interval(values)  # one value (the unedited model): no interval
             line[f"{task} acc"] = f"{mean:.1f} [{low:.1f}, {high:.1f}]" if len(values) > 1 else f"{mean:.1f}"
-            line[f"{task} Δ"] = f"{mean - unedited[f'acc_{task}']:+.2f}"
+            line[f"{task} Δ"] = f"{mean - 100 * unedited[f'acc_{task}']:+.2f}"
         line["drift (nats)"] = f"{mine['drift'].mean():.4f}"
         if method != UNEDITED:
             line["ES en"] = f"{mine['ES_en'].mean():.1f}"
@@ -130,7 +131,7 @@ def main() -> None:
                 with args.out.open("a") as out:
                     out.write(json.dumps(row) + "\n")
                 print(f"{fact.example_id:32s} {method:6s} edit {row['seconds_edit']:5.1f} s  ES en {row['ES_en']:5.1f}  "
-                      f"acc {row['acc_all']:5.1f}  drift {row['drift']:.4f}", flush=True)
+                      f"acc {100 * row['acc_all']:5.1f}  drift {row['drift']:.4f}", flush=True)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(summary(pd.DataFrame(rows), methods).to_string(index=False))
 
