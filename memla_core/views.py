@@ -191,11 +191,12 @@ def neuron_summary(neurons: NeuronSets) -> pd.DataFrame:
 # --------------------------------------------------------------------------- edits
 
 COMPARISON_COLUMNS = [
-    "target language", "true answer", "new answer", "model knew it", "answer before", "answer after",
-    "P(new) before", "P(new) after",
-    "P(true) before", "P(true) after", "ES", "PS", "NS before", "NS", "QS",
+    "target language", "true answer", "new answer", "answer before", "answer after",
+    "ES", "PS", "NS before", "NS", "QS", "model knew it",
+    "P(new) before", "P(new) after", "P(true) before", "P(true) after",
 ]
-"""What the app shows of ``edit_comparison`` (locality needs its "before" to be read)."""
+"""What the app shows of ``edit_comparison`` (locality needs its "before" to be read): the answers
+and scores first, so that a table wider than the page shows them without scrolling."""
 
 
 def edit_comparison(
