@@ -290,9 +290,9 @@ def _run_form(lm, spec) -> None:
         series = SeriesConfig("sequential", int(chain), int(eval_every)) if kind == "sequential" \
             else SeriesConfig("batch", int(batch))
         try:
-            if kind == "batch":
+            if series.kind == "batch":
                 check_batchable(config.methods)
-        except ValueError as err:
+        except ValueError as err:  # BenchConfigError naming the methods that can batch
             st.error(error_message(err, "Starting the benchmark"))
             return
         _launch_series(config, series, lm, data)

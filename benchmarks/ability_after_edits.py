@@ -45,18 +45,19 @@ def ability_fields(report) -> dict:
     }
 
 
-def measure(lm, fact, method: str, probe, reference, config: AbilityConfig, base, langs: list[str]) -> dict:
+def measure(lm, fact, method: str, probe, reference, config: AbilityConfig, fact_health, languages: list[str],
+            pool) -> dict:
     """One edit of ``fact`` by ``method`` (paper preset, written in English): its success in
-    ``langs``, its health, and the model's general ability while it is applied."""
+    ``languages``, its health (against ``fact_health``, the fact's unedited health reference) and
+    the model's general ability while it is applied (against ``reference``)."""
     spec = method_spec(method)
     method_config = default_config(spec, lm, preset="paper")
     neurons = find_neurons(lm, fact, "en", spec.neuron_config(method_config)) if spec.uses_neurons else None
     started = time.perf_counter()
-    edit = compute_edit(lm, EditRequest(fact, "en"), spec.name, method_config, neurons, pool=load_bundled().facts)
+    edit = compute_edit(lm, EditRequest(fact, "en"), spec.name, method_config, neurons, pool=pool)
     seconds_edit = time.perf_counter() - started
-    languages = [lang for lang in langs if lang in fact.languages]
     after = evaluate_fact(lm, fact, languages, edit, "en").summary.set_index("target_lang")
-    health = check_edit_health(lm, fact, edit, languages, reference=health_reference(lm, fact, languages, base=base))
+    health = check_edit_health(lm, fact, edit, languages, reference=fact_health)
     with edit.applied(lm):
         report = measure_ability(lm, probe, reference, edit=edit, config=config, label=method)
     return {
@@ -120,13 +121,16 @@ def main() -> None:
             with args.out.open("a") as out:
                 out.write(json.dumps(rows[-1]) + "\n")
         done = {(r["fact"], r["method"]) for r in rows}
-        facts = select_split(load_bundled().facts, args.split)[: args.limit][index::count]
-        for fact in facts:
-            for method in methods:
-                if (fact.example_id, method) in done:
-                    continue
-                langs = list(fact.language_codes) if args.langs == "all" else args.langs.split(",")
-                row = measure(lm, fact, method, probe, reference, config, base, langs)
+        pool = load_bundled().facts
+        for fact in select_split(pool, args.split)[: args.limit][index::count]:
+            todo = [method for method in methods if (fact.example_id, method) not in done]
+            if not todo:
+                continue
+            wanted = fact.language_codes if args.langs == "all" else args.langs.split(",")
+            languages = [lang for lang in wanted if lang in fact.languages]
+            fact_health = health_reference(lm, fact, languages, base=base)  # once per fact, every method's
+            for method in todo:
+                row = measure(lm, fact, method, probe, reference, config, fact_health, languages, pool)
                 rows.append(row)
                 with args.out.open("a") as out:
                     out.write(json.dumps(row) + "\n")

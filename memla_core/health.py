@@ -27,7 +27,7 @@ from .data.schema import Fact
 from .editing.base import Edit
 from .models import LoadedModel
 from .paths import ASSETS_DIR
-from .scoring import project_to_logits
+from .scoring import project_to_logits, right_padded
 
 SENTENCES_FILE = ASSETS_DIR / "ability" / "sentences.json"
 """The general-ability work's ordinary sentences (the same 20 in each MKEB language)."""
@@ -188,16 +188,10 @@ def _probes(lm: LoadedModel, texts: Sequence[str], context: str, full: bool, bat
             shared += 1
         keep = max(min(shared, len(alone)), 1)  # positions whose next token is the text's (and the final one)
         encoded.append((ids, keep))
-    pad = tok.pad_token_id or 0
     probes = []
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start : start + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long, device=lm.device)
-        mask = torch.zeros_like(input_ids)
-        for r, (ids, _) in enumerate(chunk):
-            input_ids[r, : len(ids)] = torch.tensor(ids, device=lm.device)
-            mask[r, : len(ids)] = 1
+        input_ids, mask = right_padded(lm, [ids for ids, _ in chunk])
         with torch.no_grad():
             hidden = lm.model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             for r, (ids, keep) in enumerate(chunk):

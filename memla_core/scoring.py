@@ -148,17 +148,22 @@ def _read_logprobs(
     return [torch.stack(v) for v in out]
 
 
-def _teacher_forcing_batch(lm: LoadedModel, items: Sequence[Completion]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompt+answer (minus its last token), right-padded: real tokens never attend to pads."""
-    seqs = [list(_input_ids(it)) for it in items]
+def right_padded(lm: LoadedModel, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows padded on the right, and their attention mask: real tokens never attend to
+    pads, and each row's positions are those it has alone."""
     width = max(len(s) for s in seqs)
     pad = lm.tokenizer.pad_token_id or 0
     input_ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=lm.device)
     mask = torch.zeros_like(input_ids)
     for r, seq in enumerate(seqs):
-        input_ids[r, : len(seq)] = torch.tensor(seq, device=lm.device)
+        input_ids[r, : len(seq)] = torch.tensor(list(seq), device=lm.device)
         mask[r, : len(seq)] = 1
     return input_ids, mask
+
+
+def _teacher_forcing_batch(lm: LoadedModel, items: Sequence[Completion]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt+answer (minus its last token), right-padded."""
+    return right_padded(lm, [_input_ids(it) for it in items])
 
 
 def answer_token_hits(lm: LoadedModel, items: Sequence[Completion], batch_size: int = 32) -> list[list[bool]]:

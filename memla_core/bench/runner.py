@@ -191,8 +191,9 @@ class UneditedFact:
         self.lm, self.fact, self.targets = lm, fact, list(targets)
         self._scores: dict[str, dict[str, object]] | None = None
         self._reference: HealthReference | None = None
-        # The reference's ordinary sentences are the same for every fact: the previous fact's lend theirs.
-        self._base = previous._reference if previous is not None else None
+        # The reference's ordinary sentences are the same for every fact: an earlier fact's lend theirs
+        # (passed on through facts whose groups were all done before, which capture nothing).
+        self._base = (previous._reference or previous._base) if previous is not None else None
 
     def scores(self) -> Mapping[str, Mapping[str, object]]:
         if self._scores is None:
