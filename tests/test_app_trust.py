@@ -48,6 +48,11 @@ def test_facts_page_marks_known_languages_and_filters_to_known_facts(loaded_app,
     assert row["English (en)"].startswith("✓ known") and row["French (fr)"].startswith("✓ known")
     assert row["German (de)"].startswith("✗ unknown: says “the”") and "rank 7" in row["German (de)"]
     assert any("knows this fact in 2 of 12 shown languages" in c.value for c in at.caption)
+    # No language picked: the table shows them all, and the caption counts them all.
+    next(m for m in at.multiselect if m.label == "Languages").set_value([]).run()
+    _no_errors(at)
+    assert any("No language picked: all are shown." in c.value for c in at.caption)
+    assert any("knows this fact in 2 of 12 shown languages" in c.value for c in at.caption)
 
     # The filter keeps facts known in the source language (English here): only FACT.
     next(c for c in at.checkbox if c.label.startswith("Only facts the model knows")).check().run()
