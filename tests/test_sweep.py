@@ -12,7 +12,9 @@ import pytest
 from memla_core.bench import BenchConfig, BenchConfigError, canonical_method, resolve_method, run_bench
 from memla_core.bench.known import change_table, known_mask
 from memla_core.bench.sweep import config_label, configs_per_method, expand, parse_axis, parse_label
-from memla_core.bench.tuning import SelectionRule, eligible, pareto_front, select_configs, sweep_summary
+from memla_core.bench.tuning import (
+    CURRENT_RULE, RULES, SelectionRule, eligible, pareto_front, rule_named, select_configs, sweep_summary,
+)
 from memla_core.data.splits import select_split, split_assignment
 
 # --------------------------------------------------------------------------- grid and labels
@@ -41,6 +43,16 @@ def test_grid_expansion_full_and_random():
     assert sampled == expand(axes, samples=3, seed=7)  # seeded
     assert set(sampled) <= set(names)
     assert any(expand(axes, samples=3, seed=s) != sampled for s in range(1, 6))
+
+
+def test_a_grid_point_equal_to_the_default_is_not_run_twice():
+    axes = [parse_axis("memla.lr=1e-3,0.003"), parse_axis("memla.scale_in_training=true,false"),
+            parse_axis("ft.layer=3,12")]
+    names = expand(axes)
+    # lr 1e-3 with training at scale c is MEMLA's default: only the name "memla" runs it.
+    assert configs_per_method(names) == {"memla": 1 + 3, "ft": 1 + 2}  # ft.layer's default is per model: kept
+    assert "memla[lr=1e-3,scale_in_training=true]" not in names
+    assert configs_per_method(expand(axes, samples=3, seed=0))["memla"] == 4
 
 
 def test_label_round_trip_and_tuple_values():
@@ -150,6 +162,22 @@ def test_selection_rule_dev_v1():
     assert select_configs(summary) == {"memla": "memla[lr=0.01]", "ft": "ft"}
     strict = SelectionRule(ns_tolerance=0.5)
     assert select_configs(summary, strict)["memla"] == "memla"
+
+
+def test_rule_versions_differ_only_in_the_degenerate_bound():
+    """dev-v1 rejects one flagged edit in 12 facts (8.3% > 5%), dev-v2 accepts it (≤ 10%) but not two."""
+    def summary_row(config, degenerate, es_known):
+        return {"config": config, "method": "memla", "facts": 12, "failed": 0, "degenerate": degenerate,
+                "en_en_ES": 100.0, "avg_ES_known": es_known, "avg_NS": 20.0}
+
+    summary = pd.DataFrame([summary_row("memla", 0, 50), summary_row("memla[a]", 1, 70), summary_row("memla[b]", 2, 90)])
+    assert eligible(summary, RULES["dev-v1"]).tolist() == [True, False, False]
+    assert eligible(summary, RULES["dev-v2"]).tolist() == [True, True, False]
+    assert select_configs(summary, RULES["dev-v1"]) == {"memla": "memla"}
+    assert select_configs(summary, rule_named("dev-v2")) == {"memla": "memla[a]"}
+    assert CURRENT_RULE is RULES["dev-v2"]
+    with pytest.raises(ValueError, match="dev-v1, dev-v2"):
+        rule_named("dev-v3")
 
 
 # --------------------------------------------------------------------------- end to end on a tiny model

@@ -92,12 +92,26 @@ def expand(
         if len(set(paths)) != len(paths):
             raise BenchConfigError(f"--grid names {method}.{paths} more than once; give each field one list.")
         points = [dict(zip(paths, combo)) for combo in itertools.product(*(a.values for a in method_axes))]
-        points = [p for p in points if p]  # the empty product is the default, added below
+        points = [p for p in points if p and not _is_default_point(method, p)]  # the default is added below
         if samples is not None and samples < len(points):
             points = random.Random(f"{seed}:{method}").sample(points, samples)
         names.append(method)
         names += [config_label(method, {k: _value(v) for k, v in p.items()}) for p in points]
     return tuple(dict.fromkeys(names))
+
+
+def _is_default_point(method: str, point: Mapping[str, str]) -> bool:
+    """Whether ``point`` sets every field to its config class's default: the default configuration
+    under a second name, which would spend one configuration of the budget twice. Fields whose
+    default is None (taken from ``hparams`` per model) cannot be told apart here and never match."""
+    from ..editing.registry import coerce, config_field, method_spec
+
+    config_cls = method_spec(base_method(method)).config_cls
+    for path, text in point.items():
+        spec = config_field(config_cls, path)
+        if spec.default is None or coerce(text, spec) != spec.default:
+            return False
+    return True
 
 
 def configs_per_method(names: Sequence[str]) -> dict[str, int]:

@@ -18,7 +18,7 @@ import pandas as pd
 from ..bench import run_bench
 from ..bench.store import read_all
 from ..bench.sweep import configs_per_method, expand, parse_axis
-from ..bench.tuning import SelectionRule, eligible, pareto_front, select_configs, sweep_summary
+from ..bench.tuning import CURRENT_RULE, RULES, eligible, rule_named, pareto_front, select_configs, sweep_summary
 from ..bench.summaries import format_table
 from ..bounds import check_results_path
 from .bench import add_bench_args, bench_config, method_names
@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="instead of the full grid, N distinct grid points per method (seeded by --sweep-seed)")
     parser.add_argument("--sweep-seed", type=int, default=0, help="seed of the random search (default 0)")
     parser.add_argument("--summary-source", default="en", help="source language the summary is computed for")
+    parser.add_argument("--rule", default=CURRENT_RULE.name, choices=list(RULES),
+                        help=f"selection rule of docs/tuning.md applied to the summary (default {CURRENT_RULE.name})")
     parser.add_argument("--report-only", action="store_true",
                         help="compute nothing: print the summary, Pareto front and choice of the rows already in --out "
                         "(e.g. after stopping a sweep)")
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         if not config.out.exists():
             raise ValueError(f"{config.out} does not exist: run the sweep first (without --report-only).")
         results = read_all(config.out)
-        print_sweep(results[results["method"].isin(config.methods)], args.summary_source, config.out)
+        print_sweep(results[results["method"].isin(config.methods)], args.summary_source, config.out, args.rule)
         return 0
     check_results_path(config.out)
     dataset = load_dataset_arg(config.dataset, args.strict)
@@ -97,17 +99,17 @@ def run(args: argparse.Namespace) -> int:
     if not outcome.is_main:
         return 0
     results = outcome.results[outcome.results["method"].isin(config.methods)]
-    print_sweep(results, args.summary_source, config.out)
+    print_sweep(results, args.summary_source, config.out, args.rule)
     print(f"\n{outcome.computed} edit group(s) computed ({outcome.failed} failed), {outcome.skipped} already in {config.out}.")
     return 0
 
 
-def print_sweep(results: pd.DataFrame, source: str, out) -> pd.DataFrame:
+def print_sweep(results: pd.DataFrame, source: str, out, rule_name: str = CURRENT_RULE.name) -> pd.DataFrame:
     summary = sweep_summary(results, source)
     if summary.empty:
         print(f"No rows with source language {source}.")
         return summary
-    rule = SelectionRule()
+    rule = rule_named(rule_name)
     summary["pareto"] = pareto_front(summary)
     summary["eligible"] = eligible(summary, rule)
     chosen = select_configs(summary, rule)
