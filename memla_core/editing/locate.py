@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..data.schema import EditPrompt
 from .. import hooks
 from ..models import LoadedModel
-from ..scoring import encode_completion, project_to_logits
+from ..scoring import encode_completion, project_to_logits, right_padded
 from .base import BatchEditRequest, EditDivergedError, EditError, EditRequest, StepFn
 from .batch import fact_step, fact_trace
 from .layer_stats import SEED_PROMPTS, sample_texts
@@ -201,14 +201,8 @@ def build_rows(
     if subject_ids:
         seqs.append(subject_ids)
         lookups.append(len(subject_ids) - 1)
-    width = max(len(s) for s in seqs)
-    pad = lm.tokenizer.pad_token_id or 0
     device = lm.device
-    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros_like(input_ids)
-    for r, seq in enumerate(seqs):
-        input_ids[r, : len(seq)] = torch.tensor(seq, device=device)
-        mask[r, : len(seq)] = 1
+    input_ids, mask = right_padded(lm, seqs)
     return EditRows(
         input_ids, mask, torch.tensor(lookups, device=device), len(prefixes), tuple(answer),
         torch.tensor(cols, device=device),

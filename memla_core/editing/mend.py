@@ -31,7 +31,7 @@ from ..hooks import as_rows as rows_view
 from .. import hooks
 from ..models import LoadedModel
 from ..paths import cache_dir
-from ..scoring import Completion, answer_logprobs, encode_completion, project_to_logits
+from ..scoring import Completion, answer_logprobs, encode_completion, project_to_logits, right_padded
 from .base import ConfiguredEditor, EditError, EditRequest, StepFn, WeightEdit
 from .mend_net import MendHypernetwork
 from .locate import check_layers, layout_deltas
@@ -122,13 +122,7 @@ def answer_batch(lm: LoadedModel, items: Sequence[Completion]) -> AnswerBatch:
 
 def _padded(lm: LoadedModel, seqs: Sequence[Sequence[int]], items: Sequence[Completion] = ()) -> AnswerBatch:
     device = lm.device
-    width = max(len(s) for s in seqs)
-    pad = lm.tokenizer.pad_token_id or 0
-    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros_like(input_ids)
-    for r, seq in enumerate(seqs):
-        input_ids[r, : len(seq)] = torch.tensor(list(seq), device=device)
-        mask[r, : len(seq)] = 1
+    input_ids, mask = right_padded(lm, seqs)
     rows, cols, targets, owners = [], [], [], []
     for r, it in enumerate(items):
         for k, target in enumerate(it.answer_ids):
