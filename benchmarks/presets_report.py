@@ -70,14 +70,21 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def read_files(paths: str) -> pd.DataFrame:
+    """The rows of every existing file in a comma-separated list (one run per method group)."""
+    frames = [read_all(Path(p)) for p in paths.split(",") if p.strip() and Path(p).exists()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["method"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paper", type=Path, help="results of `memla bench --preset paper`")
-    parser.add_argument("tuned", type=Path, help="results of `memla bench --preset tuned` (methods with tuned values)")
+    parser.add_argument("paper", help="results of `memla bench --preset paper` (several files: comma-separated)")
+    parser.add_argument("tuned", help="results of `memla bench --preset tuned` (methods with tuned values; "
+                        "comma-separated files)")
     parser.add_argument("--sources", default="en,zh")
     args = parser.parse_args()
-    paper = read_all(args.paper)
-    tuned = read_all(args.tuned) if args.tuned.exists() else paper.iloc[0:0]
+    paper = read_files(args.paper)
+    tuned = read_files(args.tuned)
     for source in [s.strip() for s in args.sources.split(",") if s.strip()]:
         table = report(paper, tuned, source)
         print(f"\n### Edits written in {source}\n")
