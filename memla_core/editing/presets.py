@@ -14,9 +14,11 @@ from typing import Any, Mapping
 PRESETS: tuple[str, ...] = ("tuned", "paper")
 
 TUNED: dict[str, dict[str, dict[str, Any]]] = {
-    # Gemma 3 270M (the default model): rule dev-v1 on sweep v2 (docs/tuning.md, 2026-12-02).
-    # MEMLA: no configuration passed the rule's step 1 (the default included), so none is stored.
+    # Gemma 3 270M (the default model): rule dev-v2 on sweep v3 (docs/tuning.md, 2026-12-03) for
+    # MEMLA, FT-L and IKE (12 dev facts × 12 configurations; IKE 5); ROME from sweep v2 (rule dev-v1,
+    # 2 dev facts), not swept again. MEMIT and PMET: never swept, so none.
     "gemma3_text": {
+        "memla": {"neurons.threshold": 0.2, "stop_p_new": 0.99, "locality_weight": 3.0, "scale_in_training": False},
         "ft": {"layer": 14 / 17, "lr": 1e-3, "norm_constraint": 5e-3},
         "ike": {"demonstrations": 1},
         "rome": {"layer": 4 / 17, "clamp_norm_factor": 8.0},
@@ -27,8 +29,8 @@ Layer fields (``hparams.LAYER_FIELDS``) hold relative depths, as in ``hparams.FA
 so that another size of the same model type gets the same depth, not the same index."""
 
 TUNED_PROVENANCE: dict[str, str] = {
-    "gemma3_text": "chosen by rule dev-v1 on sweep v2 (MEMLA, FT-L, IKE: 4-5 dev facts × 12 configurations; "
-    "ROME, MEMIT: 2 dev facts), 2026-12-02; docs/tuning.md",
+    "gemma3_text": "chosen by rule dev-v2 on sweep v3 (MEMLA, FT-L, IKE: 12 dev facts, one per relation, "
+    "12 configurations each, IKE 5), 2026-12-03; ROME by rule dev-v1 on sweep v2 (2 dev facts); docs/tuning.md",
 }
 """model_type -> one line saying where its tuned values come from (shown by the CLI and the app)."""
 
