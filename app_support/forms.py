@@ -81,16 +81,19 @@ def _preset_changed(method: str, lm, name: str) -> None:
 
 
 def apply_preset(method: str, lm, preset: str) -> None:
-    """Set every field of ``method``'s form (for neuron fields: the shared IG settings) to
-    ``preset``'s value, which is the form's own default where the preset leaves a field alone."""
+    """Set every field of ``method``'s form to ``preset``'s value, which is the form's own default
+    where the preset leaves a field alone. The shared IG settings are the Neurons page's too: only
+    those a preset of this method names (the tuned threshold, say) are set, so that choosing a preset
+    never throws away IG steps or languages the user chose there (and the attributions they cost)."""
     spec = method_spec(method)
     values = presets.preset_values(method, lm, preset)
+    named = set(presets.preset_values(method, lm, "tuned"))
     for f in config_fields(spec.config_cls):
         if f.kind is object:
             continue
         head, _, rest = f.path.partition(".")
         shared = spec.uses_neurons and head == "neurons"
-        if shared and rest not in NEURON_KEYS:
+        if shared and (rest not in NEURON_KEYS or f.path not in named):
             continue
         value = coerce(values[f.path], f) if f.path in values else f.default
         if f.kind is tuple:  # the languages multiselect takes a list, other lists are typed as text

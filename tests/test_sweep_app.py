@@ -147,6 +147,7 @@ def test_the_preset_control_sets_the_form(app, tiny_checkpoints, monkeypatch):
     monkeypatch.setitem(presets.TUNED, kind, {"memla": {"lr": 0.02, "neurons.threshold": 0.1}})
     lr_label = config_field(MemlaConfig, "lr").label
     paper_lr = MemlaConfig().lr
+    app.session_state["ig_steps"] = 4  # as chosen on the Neurons page: no preset names it
     _edit_page(app)
     # A method with tuned values starts from them, as `memla edit` does.
     start = _by_label(app.radio, "Start from")
@@ -162,6 +163,7 @@ def test_the_preset_control_sets_the_form(app, tiny_checkpoints, monkeypatch):
     assert _by_label(app.number_input, "Max steps").value == MemlaConfig().max_steps
     assert _by_label(app.slider, "Threshold").value == pytest.approx(0.3)
     assert app.session_state["ig_threshold"] == pytest.approx(0.3)
+    assert app.session_state["ig_steps"] == 4  # kept through both presets: its attributions stay valid
     _by_label(app.radio, "Start from").set_value("tuned").run()
     assert _by_label(app.number_input, lr_label).value == pytest.approx(0.02)
     # A method without tuned values says it uses the paper's.
