@@ -66,10 +66,13 @@ def preset_choice(method: str, lm) -> None:
     st.session_state[state.PRESET_MODEL_TYPE] = kind  # the URL writes this model type's presets
     if name not in st.session_state:
         first = st.session_state[state.LINKED_PRESETS].get(method, "tuned")  # a link's choice, else as `memla edit`
+        # The IG settings a link named win over the preset: they are what its sender saw. Their values
+        # now, not the link's: the user may have changed them on the Neurons page since the link opened.
+        linked = {key: st.session_state[key] for key in st.session_state[state.LINKED_NEURONS] if key in st.session_state}
         apply_preset(method, lm, first)
         state.reset_setting(name, first)
-        for key, value in st.session_state[state.LINKED_NEURONS].items():
-            state.reset_setting(key, value)  # the link's IG settings are what its sender saw: they win
+        for key, value in linked.items():
+            state.reset_setting(key, value)
     preset = bound(st.radio, "Start from", name, default="tuned", options=list(presets.PRESETS),
                    format_func=PRESET_LABELS.get, horizontal=True, on_change=_preset_changed, args=(method, lm, name),
                    help="Sets the fields below; change any of them afterwards.")

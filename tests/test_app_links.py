@@ -154,3 +154,20 @@ def test_language_boxes_have_room_for_the_language_names():
         box = _by_label(at.selectbox, "Edit made in (source language)")
         assert box.value == "ko" and box.format_func("ko") == "Korean (ko)"
         assert _enclosing_weights(at, box.label) == []  # never squeezed into a column ("Ko…")
+
+
+def test_ig_steps_changed_after_a_link_survive_the_first_edit_form(tiny_checkpoints, monkeypatch):
+    """A reload writes every IG setting into the link; the first draw of a form with a tuned preset
+    keeps what the user has chosen on the Neurons page since, not the link's stale values."""
+    from transformers import AutoConfig
+
+    kind = AutoConfig.from_pretrained(tiny_checkpoints["gemma3_text"]).model_type
+    monkeypatch.setitem(presets.TUNED, kind, {"memla": {"stop_p_new": 0.99, "neurons.threshold": 0.2}})
+    at = _open({"fact": FACT, "source": "en", "ig_steps": "20", "ig_threshold": "0.3", "methods": "memla"})
+    at.switch_page("app_pages/neurons.py").run()
+    _by_label(at.number_input, "IG steps m").set_value(4).run()
+    at.switch_page("app_pages/edit.py").run()
+    _no_errors(at)
+    assert _by_label(at.radio, "Start from").value == "tuned"
+    assert _by_label(at.number_input, "IG steps m").value == 4
+    assert _url(at)["ig_steps"] == "4"
