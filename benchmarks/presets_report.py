@@ -82,9 +82,16 @@ def main() -> None:
     parser.add_argument("tuned", help="results of `memla bench --preset tuned` (methods with tuned values; "
                         "comma-separated files)")
     parser.add_argument("--sources", default="en,zh")
+    parser.add_argument("--common-facts", action="store_true",
+                        help="only the facts every method finished (e.g. a slow method ran on fewer of them)")
     args = parser.parse_args()
     paper = read_files(args.paper)
     tuned = read_files(args.tuned)
+    if args.common_facts:
+        shared = set.intersection(*(set(g["fact_id"]) for frame in (paper, tuned) if not frame.empty
+                                    for _, g in frame.groupby("method")))
+        paper, tuned = (frame[frame["fact_id"].isin(shared)] if not frame.empty else frame for frame in (paper, tuned))
+        print(f"facts every method finished: {len(shared)} ({', '.join(sorted(shared))})")
     for source in [s.strip() for s in args.sources.split(",") if s.strip()]:
         table = report(paper, tuned, source)
         print(f"\n### Edits written in {source}\n")
