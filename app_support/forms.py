@@ -66,9 +66,12 @@ def preset_choice(method: str, lm) -> None:
     st.session_state[state.PRESET_MODEL_TYPE] = kind  # the URL writes this model type's presets
     if name not in st.session_state:
         first = st.session_state[state.LINKED_PRESETS].get(method, "tuned")  # a link's choice, else as `memla edit`
-        # The IG settings a link named win over the preset: they are what its sender saw. Their values
-        # now, not the link's: the user may have changed them on the Neurons page since the link opened.
-        linked = {key: st.session_state[key] for key in st.session_state[state.LINKED_NEURONS] if key in st.session_state}
+        # A link that named this form's preset was sent from a drawn form: its IG settings are what the
+        # sender saw after the preset, so they win (at their values now: the user may have changed them
+        # on the Neurons page since). Without one, the preset sets the IG fields it names (the tuned
+        # threshold, as its caption says) and leaves the others as they are.
+        linked = ({key: st.session_state[key] for key in st.session_state[state.LINKED_NEURONS] if key in st.session_state}
+                  if method in st.session_state[state.LINKED_PRESETS] else {})
         apply_preset(method, lm, first)
         state.reset_setting(name, first)
         for key, value in linked.items():

@@ -226,6 +226,14 @@ def test_main_flow_survives_reloads(app_url):
         _wait_idle(page)
         expect(page.get_by_role("button", name="Revert all stacked edits")).to_have_count(0, timeout=LONG)
 
+        # Where MEMLA has tuned values, its preset set the shared threshold: the Neurons page shows the
+        # sets at it now (their attributions came from the cache), and a reload must bring those back.
+        _go(page, "3 · Neurons")
+        expect(page.locator("[data-testid=stMetric]").first).to_be_visible(timeout=LONG)
+        found = (_metric(page, "Language-specific neurons"), _metric(page, "Language-independent neurons"))
+        _go(page, "4 · Edit")
+        expect(page.get_by_role("heading", name="Edit the fact")).to_be_visible(timeout=LONG)
+
         # Reload on the Edit page: the fact, the method and the IG steps are back; the edit is not.
         page.reload()
         _wait_idle(page)

@@ -158,7 +158,8 @@ def test_language_boxes_have_room_for_the_language_names():
 
 def test_ig_steps_changed_after_a_link_survive_the_first_edit_form(tiny_checkpoints, monkeypatch):
     """A reload writes every IG setting into the link; the first draw of a form with a tuned preset
-    keeps what the user has chosen on the Neurons page since, not the link's stale values."""
+    sets the IG fields the preset names and keeps the others as the user has chosen them on the
+    Neurons page since, not the link's stale values."""
     from transformers import AutoConfig
 
     kind = AutoConfig.from_pretrained(tiny_checkpoints["gemma3_text"]).model_type
@@ -170,4 +171,5 @@ def test_ig_steps_changed_after_a_link_survive_the_first_edit_form(tiny_checkpoi
     _no_errors(at)
     assert _by_label(at.radio, "Start from").value == "tuned"
     assert _by_label(at.number_input, "IG steps m").value == 4
-    assert _url(at)["ig_steps"] == "4"
+    assert _by_label(at.slider, "Threshold").value == pytest.approx(0.2)  # the preset's, as its caption says
+    assert _url(at)["ig_steps"] == "4" and _url(at)["ig_threshold"] == "0.2"
