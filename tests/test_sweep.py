@@ -158,8 +158,9 @@ def test_selection_rule_dev_v1():
     )
     summary = sweep_summary(rows)
     assert summary.set_index("config").loc["memla[lr=0.01]", "avg_ES_known"] == 80
-    assert eligible(summary).tolist() == [True, True, False, False, True, False]
-    assert select_configs(summary) == {"memla": "memla[lr=0.01]", "ft": "ft"}
+    dev_v1 = RULES["dev-v1"]  # the test's name: not the current rule's default
+    assert eligible(summary, dev_v1).tolist() == [True, True, False, False, True, False]
+    assert select_configs(summary, dev_v1) == {"memla": "memla[lr=0.01]", "ft": "ft"}
     strict = SelectionRule(ns_tolerance=0.5)
     assert select_configs(summary, strict)["memla"] == "memla"
 

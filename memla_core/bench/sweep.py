@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from ..editing.registry import coerce, config_field, method_spec
 from .config import BenchConfigError, base_method, canonical_method
 
 _LABEL = re.compile(r"^(?P<method>[^\[\]]+)\[(?P<body>[^\[\]]*)\]$")
@@ -104,8 +105,6 @@ def _is_default_point(method: str, point: Mapping[str, str]) -> bool:
     """Whether ``point`` sets every field to its config class's default: the default configuration
     under a second name, which would spend one configuration of the budget twice. Fields whose
     default is None (taken from ``hparams`` per model) cannot be told apart here and never match."""
-    from ..editing.registry import coerce, config_field, method_spec
-
     config_cls = method_spec(base_method(method)).config_cls
     for path, text in point.items():
         spec = config_field(config_cls, path)
