@@ -14,14 +14,14 @@ from typing import Any, Mapping
 PRESETS: tuple[str, ...] = ("tuned", "paper")
 
 TUNED: dict[str, dict[str, dict[str, Any]]] = {
-    # Gemma 3 270M (the default model): rule dev-v2 on sweep v3 (docs/tuning.md, 2026-12-03) for
-    # MEMLA, FT-L and IKE (12 dev facts × 12 configurations; IKE 5); ROME from sweep v2 (rule dev-v1,
-    # 2 dev facts), not swept again. MEMIT and PMET: never swept, so none.
+    # Gemma 3 270M (the default model): rule dev-v2 (docs/tuning.md, 2026-12-03) on sweep v3 for
+    # MEMLA, FT-L and IKE (12 dev facts × 12 configurations; IKE 5) and on sweep v4 for ROME, MEMIT
+    # and PMET (4 dev facts × 12 configurations).
     "gemma3_text": {
         "memla": {"neurons.threshold": 0.2, "stop_p_new": 0.99, "locality_weight": 3.0, "scale_in_training": False},
         "ft": {"layer": 14 / 17, "lr": 1e-3, "norm_constraint": 5e-3},
         "ike": {"demonstrations": 1},
-        "rome": {"layer": 4 / 17, "clamp_norm_factor": 8.0},
+        "rome": {"layer": 4 / 17, "clamp_norm_factor": 8.0, "kl_factor": 0.5},
     },
 }
 """model_type -> method -> {dotted field: value}; filled from docs/tuning.md's chosen presets.
@@ -30,7 +30,8 @@ so that another size of the same model type gets the same depth, not the same in
 
 TUNED_PROVENANCE: dict[str, str] = {
     "gemma3_text": "chosen by rule dev-v2 on sweep v3 (MEMLA, FT-L, IKE: 12 dev facts, one per relation, "
-    "12 configurations each, IKE 5), 2026-12-03; ROME by rule dev-v1 on sweep v2 (2 dev facts); docs/tuning.md",
+    "12 configurations each, IKE 5), 2026-12-03; ROME, MEMIT and PMET on sweep v4 (4 dev facts, 12 configurations "
+    "each); docs/tuning.md",
 }
 """model_type -> one line saying where its tuned values come from (shown by the CLI and the app)."""
 
