@@ -22,6 +22,7 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
         "ft": {"layer": 14 / 17, "lr": 1e-3, "norm_constraint": 5e-3},
         "ike": {"demonstrations": 1},
         "rome": {"layer": 4 / 17, "clamp_norm_factor": 8.0, "kl_factor": 0.5},
+        "memit": {"layers": (3 / 17, 8 / 17), "clamp_norm_factor": 2.0},  # λ 2000 is its family default
     },
 }
 """model_type -> method -> {dotted field: value}; filled from docs/tuning.md's chosen presets.
