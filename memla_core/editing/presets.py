@@ -15,8 +15,8 @@ PRESETS: tuple[str, ...] = ("tuned", "paper")
 
 TUNED: dict[str, dict[str, dict[str, Any]]] = {
     # Gemma 3 270M (the default model): rule dev-v2 (docs/tuning.md, 2026-12-03) on sweep v3 for
-    # MEMLA, FT-L and IKE (12 dev facts × 12 configurations; IKE 5) and on sweep v4 for ROME, MEMIT
-    # and PMET (4 dev facts × 12 configurations).
+    # MEMLA, FT-L and IKE (12 dev facts × 12 configurations; IKE 5) and on sweep v4 for ROME and
+    # MEMIT (4 dev facts × 12 configurations). PMET: swept in v4, no configuration passed, none.
     "gemma3_text": {
         "memla": {"neurons.threshold": 0.2, "stop_p_new": 0.99, "locality_weight": 3.0, "scale_in_training": False},
         "ft": {"layer": 14 / 17, "lr": 1e-3, "norm_constraint": 5e-3},
@@ -31,8 +31,8 @@ so that another size of the same model type gets the same depth, not the same in
 
 TUNED_PROVENANCE: dict[str, str] = {
     "gemma3_text": "chosen by rule dev-v2 on sweep v3 (MEMLA, FT-L, IKE: 12 dev facts, one per relation, "
-    "12 configurations each, IKE 5), 2026-12-03; ROME, MEMIT and PMET on sweep v4 (4 dev facts, 12 configurations "
-    "each); docs/tuning.md",
+    "12 configurations each, IKE 5), 2026-12-03; ROME and MEMIT on sweep v4 (4 dev facts, 12 configurations "
+    "each; PMET swept, none passed); docs/tuning.md",
 }
 """model_type -> one line saying where its tuned values come from (shown by the CLI and the app)."""
 
