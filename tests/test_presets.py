@@ -61,3 +61,11 @@ def test_tuned_layers_are_relative_depths_made_absolute_per_model(tiny_models, m
     })
     assert presets.preset_values("ft", lm, "tuned") == {"layer": last, "lr": 0.01}
     assert default_config("memit", lm, preset="tuned").layers == (0, last)  # the listed layers, not a range
+
+
+def test_tuned_depths_that_fall_on_one_layer_of_a_smaller_model_give_it_once(tiny_models, monkeypatch):
+    """The default model's MEMIT preset (layers 3/17 and 8/17) on a 2-layer model of its type."""
+    lm = tiny_models["llama"]
+    monkeypatch.setitem(presets.TUNED, presets.model_type(lm), {"memit": {"layers": (3 / 17, 8 / 17)}})
+    assert lm.num_layers == 2
+    assert default_config("memit", lm, preset="tuned").layers == (0,)  # not (0, 0), which MemitConfig refuses

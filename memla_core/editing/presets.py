@@ -54,13 +54,14 @@ def preset_values(method: str, lm, preset: str = "paper") -> Mapping[str, Any]:
 def _absolute(path: str, value: Any, lm) -> Any:
     """Relative depths of layer fields as this model's layer indices (``hparams.layer_index``);
     a tuple lists the edited layers one by one (not a (first, last) range as in the family table),
-    as the sweep's ``memit.layers=2+4`` did."""
+    as the sweep's ``memit.layers=2+4`` did. On a model with fewer layers two depths can fall on
+    one layer (3/17 and 8/17 of a 2-layer model are both layer 0): it is listed once."""
     from .hparams import LAYER_FIELDS, layer_index
 
     if path not in LAYER_FIELDS:
         return value
     if isinstance(value, tuple):
-        return tuple(layer_index(v, lm.num_layers) for v in value)
+        return tuple(dict.fromkeys(layer_index(v, lm.num_layers) for v in value))
     return layer_index(value, lm.num_layers)
 
 
